@@ -1,0 +1,34 @@
+// Package frontends holds the protocol servers (smtp, lmtp, imap, pop3) and
+// the small interface through which they reach the replicated store. A
+// frontend never opens bbolt and never talks to raft directly.
+package frontends
+
+import (
+	"context"
+
+	"github.com/raftmail/raftmail/raftstore"
+	"github.com/raftmail/raftmail/raftstore/command"
+)
+
+// Store is what a protocol server on a mailbox node needs. cluster.Node
+// implements it; writes go through the leader, reads are local.
+type Store interface {
+	// Propose commits a command through the leader (forwarding from a
+	// follower, retrying across leader changes with the same idempotency
+	// key) and returns once this node has applied it, so the caller's next
+	// read sees its write. A command without a Key gets one.
+	Propose(ctx context.Context, c *command.Command) (raftstore.Result, error)
+	// View runs fn in a consistent read transaction on local state.
+	View(fn func(*raftstore.ReadTx) error) error
+	// WaitApplied waits until local state reaches index.
+	WaitApplied(ctx context.Context, index uint64) error
+	// Subscribe returns the local change feed in apply order.
+	Subscribe(buf int) (<-chan raftstore.Change, func())
+	// Authenticate verifies a password (cached) and returns the account.
+	Authenticate(user, pass string) (string, error)
+	// Codec compresses bodies (on this node, never on the leader) and
+	// decompresses them.
+	Codec() *raftstore.Codec
+	// NodeID names this node (for lease holders and logs).
+	NodeID() string
+}
