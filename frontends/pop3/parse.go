@@ -63,7 +63,7 @@ func ParseCommand(line []byte) (Command, error) {
 	if len(args) > maxArgs && cmd.Name != "PASS" {
 		return Command{}, errTooManyArgs
 	}
-	if cmd.Name != "PASS" {
+	if cmd.Name != "PASS" && len(args) > 0 {
 		cmd.Args = args
 	}
 	return cmd, nil
