@@ -32,3 +32,23 @@ type Store interface {
 	// NodeID names this node (for lease holders and logs).
 	NodeID() string
 }
+
+// Committer is what a delivery path needs (LMTP on a node, SMTP frontends
+// through a node's API): the directory and the commit. Commit returns once
+// the command is committed on a majority and applied on the leader; it does
+// not wait for the local replica.
+type Committer interface {
+	Commit(ctx context.Context, data []byte) (raftstore.Result, error)
+	LookupRecipient(ctx context.Context, addr string) (Directory, error)
+	Codec() *raftstore.Codec
+}
+
+// Directory is the answer to "can this address receive mail here?".
+type Directory struct {
+	Address   string `json:"address"`    // normalised
+	Local     bool   `json:"local"`      // the domain is served here
+	Account   string `json:"account"`    // "" if no such user
+	OverQuota bool   `json:"over_quota"` // the account is at or over quota
+	Quota     int64  `json:"quota"`
+	Used      int64  `json:"used"`
+}

@@ -81,6 +81,8 @@ func (t *txn) apply(c *command.Command) Result {
 		return t.setNode(p)
 	case *command.Lease:
 		return t.lease(p)
+	case *command.BlobChunk:
+		return t.blobChunk(p)
 	case *command.Noop, command.Unknown:
 		return Result{}
 	}
@@ -356,20 +358,23 @@ const dedupeTTL = int64(24 * 3600 * 1e9)
 // remembered returns the stored result of an earlier command with this key.
 func (t *txn) remembered(key string) (Result, bool) {
 	v := t.b(bDedupe).Get([]byte(key))
-	if len(v) < 8 {
+	if len(v) < 16 {
 		return Result{}, false
 	}
 	var r Result
-	if err := decode(v[8:], &r); err != nil {
+	if err := decode(v[16:], &r); err != nil {
 		panic(storageError{err})
 	}
+	r.Index = binary.BigEndian.Uint64(v[8:16])
 	r.Duplicate = true
 	return r, true
 }
 
+// remember stores a keyed command's result: time(8) index(8) msgpack.
 func (t *txn) remember(key string, r Result) {
 	ts := u64(uint64(t.time))
-	t.put(bDedupe, []byte(key), append(ts, encode(r)...))
+	v := append(append(ts, u64(t.index)...), encode(r)...)
+	t.put(bDedupe, []byte(key), v)
 	t.put(bDedupeAge, append(ts, key...), nil)
 }
 

@@ -229,14 +229,10 @@ func (t *txn) getMessage(mbox uint64, uid uint32) (Message, bool) {
 	return m, true
 }
 
-// addMessage stores a message in a mailbox, taking a reference on its blob
-// (storing the blob if new), and updates counters and quota usage.
-func (t *txn) addMessage(m *Mailbox, blob *command.Blob, blobID [32]byte, size int64, flags []string, idate int64) uint32 {
-	if blob != nil {
-		t.refBlob(blob)
-	} else {
-		t.addBlobRef(blobID)
-	}
+// addMessage stores a message in a mailbox, taking a reference on its
+// blob (which must exist: see ensureBlob), and updates counters and quota.
+func (t *txn) addMessage(m *Mailbox, blobID [32]byte, size int64, flags []string, idate int64) uint32 {
+	t.addBlobRef(blobID)
 	if idate == 0 {
 		idate = t.time
 	}
@@ -297,19 +293,71 @@ func (t *txn) blobInfo(id [32]byte) (blobInfo, bool) {
 	return bi, true
 }
 
-// refBlob takes a reference on a blob carried in the command, storing its
-// compressed bytes the first time (one copy per content hash).
-func (t *txn) refBlob(b *command.Blob) {
-	bi, ok := t.blobInfo(b.ID)
-	if !ok {
-		t.put(bBlobs, b.ID[:], b.Data)
-		bi = blobInfo{Size: b.Size, CSize: int64(len(b.Data)), Meta: b.Meta}
+// ensureBlob makes sure the command's body is stored (one copy per content
+// hash): inline data is written now; a chunked body must have all its
+// pieces uploaded. A blob left without references is removed again by
+// dropUnreferenced.
+func (t *txn) ensureBlob(b *command.Blob) error {
+	if b.Size < 0 || (len(b.Data) == 0 && b.Chunks == 0) {
+		return errf(ErrInvalid, "empty or malformed message body")
 	}
-	bi.Refs++
+	if _, ok := t.blobInfo(b.ID); ok {
+		return nil
+	}
+	bi := blobInfo{Size: b.Size, CSize: int64(len(b.Data)), Meta: b.Meta, Chunks: b.Chunks}
+	if b.Chunks == 0 {
+		t.put(bBlobs, b.ID[:], b.Data)
+	} else {
+		bi.CSize = 0
+		for seq := uint32(0); seq < b.Chunks; seq++ {
+			v := t.b(bChunks).Get(chunkKey(b.ID, seq))
+			if v == nil {
+				return errf(ErrInvalid, "body %x: piece %d of %d was not uploaded", b.ID[:8], seq, b.Chunks)
+			}
+			bi.CSize += int64(len(v))
+		}
+	}
 	t.put(bBlobInfo, b.ID[:], encode(bi))
+	return nil
 }
 
-// addBlobRef takes another reference on a stored blob (copy).
+// blobChunk stores one uploaded piece of a large body.
+func (t *txn) blobChunk(p *command.BlobChunk) Result {
+	if len(p.Data) == 0 {
+		return fail(errf(ErrInvalid, "empty body piece"))
+	}
+	if _, ok := t.blobInfo(p.ID); ok {
+		return Result{} // already stored complete
+	}
+	t.put(bChunks, chunkKey(p.ID, p.Seq), p.Data)
+	t.put(bChunkAge, append(u64(uint64(t.time)), chunkKey(p.ID, p.Seq)...), nil)
+	return Result{}
+}
+
+const chunkTTL = int64(3600 * 1e9)
+
+// pruneChunks removes pieces that no body claimed within an hour.
+func (t *txn) pruneChunks() {
+	cutoff := t.time - chunkTTL
+	c := t.b(bChunkAge).Cursor()
+	var drop [][]byte
+	for k, _ := c.First(); k != nil && len(drop) < 64; k, _ = c.Next() {
+		if int64(binary.BigEndian.Uint64(k[:8])) >= cutoff {
+			break
+		}
+		drop = append(drop, bytes.Clone(k))
+	}
+	for _, k := range drop {
+		t.del(bChunkAge, k)
+		var id [32]byte
+		copy(id[:], k[8:40])
+		if _, claimed := t.blobInfo(id); !claimed {
+			t.del(bChunks, k[8:])
+		}
+	}
+}
+
+// addBlobRef takes a reference on a stored blob.
 func (t *txn) addBlobRef(id [32]byte) {
 	bi, ok := t.blobInfo(id)
 	if !ok {
@@ -324,26 +372,33 @@ func (t *txn) unrefBlob(id [32]byte) {
 	if !ok {
 		return
 	}
-	bi.Refs--
-	if bi.Refs == 0 {
-		t.del(bBlobInfo, id[:])
-		t.del(bBlobs, id[:])
+	if bi.Refs > 0 {
+		bi.Refs--
+	}
+	if bi.Refs > 0 {
+		t.put(bBlobInfo, id[:], encode(bi))
 		return
 	}
-	t.put(bBlobInfo, id[:], encode(bi))
+	t.del(bBlobInfo, id[:])
+	t.del(bBlobs, id[:])
+	for seq := uint32(0); seq < bi.Chunks; seq++ {
+		t.del(bChunks, chunkKey(id, seq))
+	}
 }
 
-func validBlob(b *command.Blob) error {
-	if b.Size < 0 || len(b.Data) == 0 {
-		return errf(ErrInvalid, "empty or malformed message body")
+// dropUnreferenced removes a blob that ensureBlob stored but no message
+// took (every recipient refused).
+func (t *txn) dropUnreferenced(id [32]byte) {
+	if bi, ok := t.blobInfo(id); ok && bi.Refs == 0 {
+		t.unrefBlob(id)
 	}
-	return nil
 }
 
 func (t *txn) deliver(p *command.Deliver) Result {
-	if err := validBlob(&p.Blob); err != nil {
+	if err := t.ensureBlob(&p.Blob); err != nil {
 		return fail(err)
 	}
+	defer t.dropUnreferenced(p.Blob.ID)
 	res := Result{Rcpts: make([]RcptResult, 0, len(p.Rcpts))}
 	done := make(map[string]RcptResult) // lookup only, never ranged
 	for _, rcpt := range p.Rcpts {
@@ -376,7 +431,7 @@ func (t *txn) deliver(p *command.Deliver) Result {
 		if !ok {
 			mb = t.createMailbox(acct, "INBOX", "", true)
 		}
-		uid := t.addMessage(&mb, &p.Blob, p.Blob.ID, p.Blob.Size, flags, p.InternalDate)
+		uid := t.addMessage(&mb, p.Blob.ID, p.Blob.Size, flags, p.InternalDate)
 		rr.Account, rr.MailboxID, rr.UID = acct, mb.ID, uid
 		done[acct] = rr
 		res.Rcpts = append(res.Rcpts, rr)
@@ -394,18 +449,19 @@ func (t *txn) specialUse(account, use string) (Mailbox, bool) {
 }
 
 func (t *txn) appendMsg(p *command.Append) Result {
-	if err := validBlob(&p.Blob); err != nil {
-		return fail(err)
-	}
 	m, err := t.ownMailbox(p.Account, p.MailboxID)
 	if err != nil {
 		return fail(err)
 	}
+	if err := t.ensureBlob(&p.Blob); err != nil {
+		return fail(err)
+	}
+	defer t.dropUnreferenced(p.Blob.ID)
 	a, _ := t.account(p.Account)
 	if a.OverQuota(p.Blob.Size) {
 		return fail(errf(ErrQuotaExceeded, "mailbox of %s is full", p.Account))
 	}
-	uid := t.addMessage(&m, &p.Blob, p.Blob.ID, p.Blob.Size, p.Flags, p.InternalDate)
+	uid := t.addMessage(&m, p.Blob.ID, p.Blob.Size, p.Flags, p.InternalDate)
 	return Result{MailboxID: m.ID, UIDValidity: m.UIDValidity, UIDs: []uint32{uid}, ModSeq: t.index}
 }
 
@@ -512,7 +568,7 @@ func (t *txn) copyMsgs(p *command.Copy) Result {
 	res := Result{MailboxID: dst.ID, UIDValidity: dst.UIDValidity, ModSeq: t.index}
 	for _, msg := range msgs {
 		flags := applyFlags(applyFlags(msg.Flags, command.FlagsAdd, p.AddFlags), command.FlagsRemove, p.DelFlags)
-		uid := t.addMessage(&dst, nil, msg.BlobID, msg.Size, flags, msg.InternalDate)
+		uid := t.addMessage(&dst, msg.BlobID, msg.Size, flags, msg.InternalDate)
 		res.UIDs = append(res.UIDs, uid)
 		res.SrcUIDs = append(res.SrcUIDs, msg.UID)
 		if src.ID == dst.ID {

@@ -164,7 +164,6 @@ func (f *fsm) applyChunk(logs []*raft.Log, results []interface{}) {
 			var res Result
 			if c.Key != "" {
 				if prev, ok := t.remembered(c.Key); ok {
-					prev.Index = l.Index
 					results[i] = prev
 					continue
 				}
@@ -174,6 +173,7 @@ func (f *fsm) applyChunk(logs []*raft.Log, results []interface{}) {
 				t.remember(c.Key, res)
 			}
 			t.pruneDedupe()
+			t.pruneChunks()
 			res.Index = l.Index
 			results[i] = res
 			changes = append(changes, t.changes...)

@@ -143,9 +143,9 @@ func (r *ReadTx) BlobMeta(id [32]byte) ([]byte, error) {
 
 // Body returns the decompressed body of a blob. The result is the caller's.
 func (r *ReadTx) Body(id [32]byte) ([]byte, error) {
-	c := r.tx.Bucket(bBlobs).Get(id[:])
-	if c == nil {
-		return nil, errf(ErrNoSuchMessage, "blob %x", id[:8])
+	c, err := r.compressed(id)
+	if err != nil {
+		return nil, err
 	}
 	b, err := r.store.codec.decompress(c)
 	if err != nil {
@@ -156,11 +156,29 @@ func (r *ReadTx) Body(id [32]byte) ([]byte, error) {
 
 // CompressedBody returns the stored zstd bytes of a blob (copied).
 func (r *ReadTx) CompressedBody(id [32]byte) ([]byte, error) {
-	c := r.tx.Bucket(bBlobs).Get(id[:])
-	if c == nil {
-		return nil, errf(ErrNoSuchMessage, "blob %x", id[:8])
+	c, err := r.compressed(id)
+	if err != nil {
+		return nil, err
 	}
 	return bytes.Clone(c), nil
+}
+
+// compressed returns a blob's zstd bytes: bbolt memory for an inline blob
+// (valid in this transaction only), a fresh buffer for a chunked one.
+func (r *ReadTx) compressed(id [32]byte) ([]byte, error) {
+	if c := r.tx.Bucket(bBlobs).Get(id[:]); c != nil {
+		return c, nil
+	}
+	t := &txn{tx: r.tx}
+	bi, ok := t.blobInfo(id)
+	if !ok || bi.Chunks == 0 {
+		return nil, errf(ErrNoSuchMessage, "blob %x", id[:8])
+	}
+	out := make([]byte, 0, bi.CSize)
+	for seq := uint32(0); seq < bi.Chunks; seq++ {
+		out = append(out, r.tx.Bucket(bChunks).Get(chunkKey(id, seq))...)
+	}
+	return out, nil
 }
 
 // BlobStats reports how many distinct bodies are stored and their

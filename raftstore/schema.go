@@ -21,13 +21,15 @@ var (
 	bMessages  = []byte("messages")   // mailbox id(8) uid(4) → Message
 	bBlobs     = []byte("blobs")      // sha256(32) → zstd body
 	bBlobInfo  = []byte("blobinfo")   // sha256(32) → blobInfo
-	bDedupe    = []byte("dedupe")     // key → time(8) + msgpack Result
+	bChunks    = []byte("blobchunks") // sha256(32) seq(4) → zstd piece of a large body
+	bChunkAge  = []byte("chunk_age")  // time(8) sha256(32) seq(4) → empty (GC of unclaimed pieces)
+	bDedupe    = []byte("dedupe")     // key → time(8) index(8) msgpack Result
 	bDedupeAge = []byte("dedupe_age") // time(8) key → empty
 	bNodes     = []byte("nodes")      // node id → Node
 	bLeases    = []byte("leases")     // name → leaseRec
 
 	allBuckets = [][]byte{bMeta, bDomains, bAccounts, bAliases, bMailboxes, bMboxNames,
-		bMessages, bBlobs, bBlobInfo, bDedupe, bDedupeAge, bNodes, bLeases}
+		bMessages, bBlobs, bBlobInfo, bChunks, bChunkAge, bDedupe, bDedupeAge, bNodes, bLeases}
 )
 
 // Keys in bMeta.
@@ -49,6 +51,8 @@ type blobInfo struct {
 	Size  int64  `msgpack:"size"`  // raw size
 	CSize int64  `msgpack:"csize"` // compressed size
 	Meta  []byte `msgpack:"meta,omitempty"`
+	// Chunks > 0: the compressed body is stored in bChunks pieces.
+	Chunks uint32 `msgpack:"chunks,omitempty"`
 }
 
 type leaseRec struct {
@@ -70,6 +74,13 @@ func msgKey(mbox uint64, uid uint32) []byte {
 	k := make([]byte, 12)
 	binary.BigEndian.PutUint64(k, mbox)
 	binary.BigEndian.PutUint32(k[8:], uid)
+	return k
+}
+
+func chunkKey(id [32]byte, seq uint32) []byte {
+	k := make([]byte, 36)
+	copy(k, id[:])
+	binary.BigEndian.PutUint32(k[32:], seq)
 	return k
 }
 

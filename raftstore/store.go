@@ -35,7 +35,7 @@ type Config struct {
 	Transport raft.Transport
 
 	// Raft timing, tuned for a LAN (docs/operations.md). Defaults:
-	// heartbeat and election 500ms, leader lease 250ms, commit 20ms.
+	// heartbeat and election 1s, leader lease 500ms, commit 20ms.
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
 	LeaderLease      time.Duration
@@ -76,9 +76,9 @@ func (c *Config) setDefaults() {
 			*d = v
 		}
 	}
-	def(&c.HeartbeatTimeout, 500*time.Millisecond)
-	def(&c.ElectionTimeout, 500*time.Millisecond)
-	def(&c.LeaderLease, 250*time.Millisecond)
+	def(&c.HeartbeatTimeout, time.Second)
+	def(&c.ElectionTimeout, time.Second)
+	def(&c.LeaderLease, 500*time.Millisecond)
 	def(&c.CommitTimeout, 20*time.Millisecond)
 	def(&c.SnapshotInterval, 30*time.Second)
 	if c.MaxAppendEntries == 0 {

@@ -46,6 +46,7 @@ const (
 	TypeSetNode       Type = 18
 	TypeLease         Type = 19
 	TypeNoop          Type = 20
+	TypeBlobChunk     Type = 21
 )
 
 // IgnoreUnknown is set on types that a node which does not know them may skip
@@ -208,6 +209,8 @@ func newPayload(t Type) Payload {
 		return &Lease{}
 	case TypeNoop:
 		return &Noop{}
+	case TypeBlobChunk:
+		return &BlobChunk{}
 	}
 	return nil
 }

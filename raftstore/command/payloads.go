@@ -11,8 +11,12 @@ type Blob struct {
 	ID [32]byte `msgpack:"id"`
 	// Size is the raw body size in bytes.
 	Size int64 `msgpack:"size"`
-	// Data is the zstd-compressed body.
-	Data []byte `msgpack:"data"`
+	// Data is the zstd-compressed body. It is empty when the body was sent
+	// ahead in Chunks BlobChunk commands (bodies larger than one entry
+	// should be: raft replicates entries whole and large ones starve its
+	// heartbeats).
+	Data   []byte `msgpack:"data"`
+	Chunks uint32 `msgpack:"chunks,omitempty"`
 	// Meta is the parsed structure (envelope, body structure) of the body,
 	// produced by the proposer and opaque to the store.
 	Meta []byte `msgpack:"meta,omitempty"`
@@ -196,6 +200,15 @@ type Lease struct {
 	TTL int64 `msgpack:"ttl,omitempty"`
 }
 
+// BlobChunk carries one piece of a large compressed body ahead of the
+// Deliver or Append that references it by ID. Pieces not claimed within an
+// hour (by command time) are garbage-collected.
+type BlobChunk struct {
+	ID   [32]byte `msgpack:"id"`
+	Seq  uint32   `msgpack:"seq"`
+	Data []byte   `msgpack:"data"`
+}
+
 // Noop does nothing; used to probe commit and to advance time-based pruning.
 type Noop struct{}
 
@@ -220,3 +233,4 @@ func (*RemoveAlias) Type() Type   { return TypeRemoveAlias }
 func (*SetNode) Type() Type       { return TypeSetNode }
 func (*Lease) Type() Type         { return TypeLease }
 func (*Noop) Type() Type          { return TypeNoop }
+func (*BlobChunk) Type() Type     { return TypeBlobChunk }

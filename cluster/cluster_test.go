@@ -1,0 +1,76 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/raftmail/raftmail/cluster/clustertest"
+	"github.com/raftmail/raftmail/raftstore"
+	"github.com/raftmail/raftmail/raftstore/command"
+)
+
+const testMsg = "From: a@remote.test\r\nTo: alice@example.test\r\nSubject: hi\r\n\r\nhello\r\n"
+
+func inboxCount(t *testing.T, c *clustertest.Cluster, i int, acct string) uint32 {
+	t.Helper()
+	var n uint32
+	err := c.Node(i).View(func(r *raftstore.ReadTx) error {
+		m, err := r.MailboxByName(acct, "INBOX")
+		n = m.Messages
+		return err
+	})
+	if err != nil {
+		t.Fatalf("node %d: %v", i+1, err)
+	}
+	return n
+}
+
+func TestDeliverThroughFollowerReachesEveryNode(t *testing.T) {
+	c := clustertest.New(t, 3)
+	c.AddAccount("alice@example.test", "pw")
+	f := c.Follower()
+	res := c.Deliver(f, "a@remote.test", []string{"alice@example.test", "nobody@example.test"}, []byte(testMsg))
+	if len(res.Rcpts) != 2 || res.Rcpts[0].Status.Err() != nil || res.Rcpts[0].UID != 1 {
+		t.Fatalf("unexpected result %+v", res)
+	}
+	if !errors.Is(res.Rcpts[1].Status.Err(), raftstore.ErrNoSuchUser) {
+		t.Fatalf("unknown recipient: got %v", res.Rcpts[1].Status.Err())
+	}
+	// Propose waited for the follower's own apply: read-your-writes.
+	if got := inboxCount(t, c, f, "alice@example.test"); got != 1 {
+		t.Fatalf("follower inbox has %d messages right after commit, want 1", got)
+	}
+	c.WaitConverged(10 * time.Second)
+	for i := 0; i < 3; i++ {
+		if got := inboxCount(t, c, i, "alice@example.test"); got != 1 {
+			t.Fatalf("node %d inbox has %d messages, want 1", i+1, got)
+		}
+	}
+}
+
+func TestSameKeyIsAppliedOnce(t *testing.T) {
+	c := clustertest.New(t, 3)
+	c.AddAccount("alice@example.test", "pw")
+	n := c.Node(c.Follower())
+	blob := n.Codec().NewBlob([]byte(testMsg), nil)
+	cmd := &command.Command{Key: "k-1", Payload: &command.Deliver{From: "a@remote.test", Rcpts: []string{"alice@example.test"}, Blob: blob}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first, err := n.Propose(ctx, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.Leader().Propose(ctx, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !second.Duplicate || second.Rcpts[0].UID != first.Rcpts[0].UID || first.Duplicate {
+		t.Fatalf("retry with the same key: first %+v second %+v", first, second)
+	}
+	c.WaitConverged(10 * time.Second)
+	if got := inboxCount(t, c, 0, "alice@example.test"); got != 1 {
+		t.Fatalf("inbox has %d messages after a retried delivery, want 1", got)
+	}
+}

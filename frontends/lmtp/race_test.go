@@ -1,0 +1,5 @@
+//go:build race
+
+package lmtp_test
+
+const raceEnabled = true
