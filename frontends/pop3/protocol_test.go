@@ -472,7 +472,7 @@ func TestSTLS(t *testing.T) {
 	be := newFakeBackend()
 	be.addUser("u", "pw")
 	be.deliver("u", msgDots)
-	serverTLS, clientTLS := selfSigned(t)
+	serverTLS, clientTLS, _ := selfSigned(t)
 	cfg := testConfig(t)
 	cfg.AllowInsecureAuth = false
 	cfg.TLSConfig = serverTLS
