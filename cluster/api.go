@@ -33,6 +33,7 @@ func (n *Node) routes() http.Handler {
 	guarded("POST /internal/commit", n.handleCommit)
 	guarded("GET /internal/result/{key}", n.handleLookup)
 	guarded("GET /directory/{address}", n.handleDirectory)
+	guarded("POST /internal/auth", n.handleAuth)
 	guarded("POST /cluster/join", n.handleJoin)
 	guarded("POST /cluster/remove", n.handleRemove)
 	guarded("GET /cluster/servers", n.handleServers)
@@ -328,4 +329,23 @@ func (n *Node) proposeJSON(w http.ResponseWriter, r *http.Request, p command.Pay
 		return
 	}
 	writeJSON(w, 200, res)
+}
+
+// handleAuth verifies a password for the stateless submission frontends:
+// 200 {"account": ...} or 401 {"error": "auth_failed"}. The node's
+// verification cache spares repeated argon2id work.
+func (n *Node) handleAuth(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		User     string `json:"user"`
+		Password string `json:"password"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	acct, err := n.store.Authenticate(req.User, req.Password)
+	if err != nil {
+		writeErr(w, http.StatusUnauthorized, "auth_failed", "authentication failed")
+		return
+	}
+	writeJSON(w, 200, map[string]string{"account": acct})
 }
