@@ -10,11 +10,11 @@ import (
 
 // Config configures a POP3 Server. Zero values take the defaults noted.
 type Config struct {
-	// Listen is the address the node wiring binds for plain POP3 with
-	// STLS (e.g. ":110"); informational for Serve, which takes a listener.
+	// Listen is the address ListenAndServe binds for plain POP3 with STLS
+	// (e.g. ":110"); Serve takes a listener instead.
 	Listen string
-	// ListenTLS is the address for implicit TLS (995-style), if any;
-	// informational for ServeTLS.
+	// ListenTLS is the address ListenAndServe binds for implicit TLS
+	// (995-style, e.g. ":995"); it needs TLSConfig.
 	ListenTLS string
 	// TLSConfig enables STLS on plain listeners and is required by
 	// ServeTLS. Nil means no TLS at all.

@@ -89,6 +89,59 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 	return s.serve(ln, true)
 }
 
+// ListenAndServe binds Config.Listen (plain, with STLS) and
+// Config.ListenTLS (implicit TLS), whichever are set, and serves both until
+// Close. A bind error returns at once (closing what was bound); otherwise it
+// returns ErrServerClosed after Close, or the first listener's failure.
+func (s *Server) ListenAndServe() error {
+	type bound struct {
+		ln       net.Listener
+		implicit bool
+	}
+	var lns []bound
+	for _, a := range []struct {
+		addr     string
+		implicit bool
+	}{{s.cfg.Listen, false}, {s.cfg.ListenTLS, true}} {
+		if a.addr == "" {
+			continue
+		}
+		if a.implicit && s.cfg.TLSConfig == nil {
+			err := errors.New("pop3: ListenTLS needs TLSConfig")
+			for _, b := range lns {
+				_ = b.ln.Close()
+			}
+			return err
+		}
+		ln, err := net.Listen("tcp", a.addr)
+		if err != nil {
+			for _, b := range lns {
+				_ = b.ln.Close()
+			}
+			return fmt.Errorf("pop3 listen %s: %w", a.addr, err)
+		}
+		lns = append(lns, bound{ln, a.implicit})
+	}
+	if len(lns) == 0 {
+		return errors.New("pop3: neither Listen nor ListenTLS is set")
+	}
+	errs := make(chan error, len(lns))
+	for _, b := range lns {
+		go func() { errs <- s.serve(b.ln, b.implicit) }()
+	}
+	first := <-errs
+	if !errors.Is(first, ErrServerClosed) {
+		// One listener failed: stop the others too.
+		for _, b := range lns {
+			_ = b.ln.Close()
+		}
+	}
+	for range len(lns) - 1 {
+		<-errs
+	}
+	return first
+}
+
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 	s.mu.Lock()
 	if s.closed {

@@ -1,0 +1,150 @@
+package pop3
+
+import (
+	"errors"
+	"math/rand"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestGarbageSessions throws random bytes and random command-shaped lines
+// at the server over many connections, before and after login. The server
+// must answer or close, never crash, and leave no goroutine behind (the
+// TestMain check and the Close in cleanup prove the latter).
+func TestGarbageSessions(t *testing.T) {
+	be := newFakeBackend()
+	be.addUser("u", "pw")
+	for i := 0; i < 5; i++ {
+		be.deliver("u", msgDots)
+	}
+	cfg := testConfig(t)
+	cfg.IdleTimeout = 2 * time.Second
+	cfg.LoginFailLimit = 1000
+	cfg.MaxBadLines = 1000
+	cfg.MaxAuthFailures = 1000
+	srv := startServer(t, cfg, be)
+	words := []string{"USER", "PASS", "STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "CAPA", "AUTH", "STLS",
+		"u", "pw", "0", "1", "5", "6", "-1", "4294967296", "PLAIN", "=", "*", "\x00", "\xff", strings.Repeat("9", 50)}
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(seed int64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(seed))
+			c, err := net.Dial("tcp", srv.addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			// Drain whatever the server says until it closes.
+			drained := make(chan struct{})
+			go func() {
+				defer close(drained)
+				buf := make([]byte, 4096)
+				_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+			defer func() { <-drained }()
+			var b strings.Builder
+			if seed%2 == 0 {
+				b.WriteString("USER u\r\nPASS pw\r\n")
+			}
+			for i := 0; i < 200; i++ {
+				switch rng.Intn(3) {
+				case 0: // raw bytes
+					raw := make([]byte, rng.Intn(64))
+					rng.Read(raw)
+					b.Write(raw)
+					b.WriteString("\r\n")
+				default: // command-shaped
+					n := 1 + rng.Intn(4)
+					for j := 0; j < n; j++ {
+						if j > 0 {
+							b.WriteByte(' ')
+						}
+						b.WriteString(words[rng.Intn(len(words))])
+					}
+					b.WriteString("\r\n")
+				}
+			}
+			_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			_, _ = c.Write([]byte(b.String()))
+			// Half-close, so the server reads everything before EOF.
+			_ = c.(*net.TCPConn).CloseWrite()
+		}(int64(g))
+	}
+	wg.Wait()
+	waitFor(t, 15*time.Second, "every garbage session to end", func() bool { return srv.Sessions() == 0 })
+	// The server still works.
+	c := greeted(t, srv.addr)
+	c.login("u", "pw")
+	c.cmd("QUIT", "+OK*")
+}
+
+func TestListenAndServe(t *testing.T) {
+	be := newFakeBackend()
+	serverTLS, clientTLS, _ := selfSigned(t)
+	cfg := testConfig(t)
+	cfg.TLSConfig = serverTLS
+	cfg.Listen = freeAddr(t)
+	cfg.ListenTLS = freeAddr(t)
+	srv, err := newServer(cfg, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.ListenAndServe() }()
+	waitFor(t, 10*time.Second, "listeners", func() bool {
+		c, err := net.Dial("tcp", cfg.ListenTLS)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	c := greeted(t, cfg.Listen)
+	c.cmd("STLS", "+OK*")
+	c.starttls(clientTLS)
+	c.cmd("NOOP", "-ERR*")
+	tc := dialTLS(t, cfg.ListenTLS, clientTLS)
+	tc.expect("+OK raftmail*")
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("ListenAndServe returned %v", err)
+	}
+
+	t.Run("bind errors", func(t *testing.T) {
+		busy := listen(t)
+		defer busy.Close()
+		for _, cfg := range []Config{
+			{Listen: busy.Addr().String()},
+			{Listen: freeAddr(t), ListenTLS: freeAddr(t)}, // no TLSConfig
+			{},
+		} {
+			cfg.Logger = testLogger(t)
+			srv, err := newServer(cfg, be)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.ListenAndServe(); err == nil || errors.Is(err, ErrServerClosed) {
+				t.Fatalf("ListenAndServe(%q, %q) = %v", cfg.Listen, cfg.ListenTLS, err)
+			}
+			srv.Close()
+		}
+	})
+}
+
+func freeAddr(t testing.TB) string {
+	ln := listen(t)
+	defer ln.Close()
+	return ln.Addr().String()
+}
