@@ -1,0 +1,43 @@
+# raftmail — canonical commands (CI runs exactly these through .ci/run).
+GO      ?= go
+BIN     := bin/raftmail
+PKGS    := ./...
+TIMEOUT ?= 20m
+
+.PHONY: all build run test test-short lint fmt fuzz bench deps clean
+
+all: build
+
+deps:
+	$(GO) mod download
+
+build: deps
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/raftmail
+
+# One command for a local 3-node cluster with a demo account (data in ./data).
+run: build
+	./$(BIN) dev --data ./data
+
+# The whole test suite, race detector on.
+test: deps
+	$(GO) test -race -count=1 -timeout $(TIMEOUT) $(PKGS)
+
+test-short: deps
+	$(GO) test -short -count=1 -timeout $(TIMEOUT) $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzUnmarshal -fuzztime 30s ./raftstore/command/
+
+# Benchmarks (not tests): see docs/benchmarks.md for what they measure.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./bench/...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/raftmail/raftmail/cluster"
+	"github.com/raftmail/raftmail/frontends/lmtp"
+)
+
+// nodeFlags are the flags of "raftmail node".
+type nodeFlags struct {
+	cfg        cluster.Config
+	lmtpAddr   string
+	imapAddr   string
+	pop3Addr   string
+	hostname   string
+	maxMessage int64
+	logs       logFlags
+}
+
+func parseNodeFlags(args []string) (*nodeFlags, error) {
+	f := &nodeFlags{}
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	fs.StringVar(&f.cfg.ID, "id", "", "node ID, unique in the cluster (required)")
+	fs.StringVar(&f.cfg.DataDir, "data", "", "data directory (required)")
+	fs.StringVar(&f.cfg.RaftAddr, "raft", "", "raft address to bind and advertise, host:port (required)")
+	fs.StringVar(&f.cfg.HTTPAddr, "http", "", "API listen address, host:port (required)")
+	fs.StringVar(&f.cfg.APIAdvertise, "http-advertise", "", "API URL other nodes use (default http://<http>)")
+	fs.BoolVar(&f.cfg.Bootstrap, "bootstrap", false, "bootstrap a new cluster with this node as its first member")
+	var join stringList
+	fs.Var(&join, "join", "API URL of a member to join through (repeatable)")
+	fs.StringVar(&f.cfg.Token, "token", os.Getenv("RAFTMAIL_TOKEN"), "bearer token for admin and cluster calls (env RAFTMAIL_TOKEN)")
+	fs.BoolVar(&f.cfg.Dev, "dev", false, "development mode: loopback callers need no token, plain-text logins on loopback")
+	fs.DurationVar(&f.cfg.CommitTimeout, "commit-timeout", 30*time.Second, "how long a write may wait for a commit before a temporary failure")
+	fs.StringVar(&f.lmtpAddr, "lmtp", "", "LMTP listen address (empty: off)")
+	fs.StringVar(&f.imapAddr, "imap", "", "IMAP listen address (empty: off)")
+	fs.StringVar(&f.pop3Addr, "pop3", "", "POP3 listen address (empty: off)")
+	fs.StringVar(&f.hostname, "hostname", "", "host name in greetings (default: the OS host name)")
+	fs.Int64Var(&f.maxMessage, "max-message-bytes", 32<<20, "largest message accepted")
+	fs.Uint64Var(&f.cfg.Store.TrailingLogs, "trailing-logs", 0, "raft entries kept after a snapshot (default 1024)")
+	fs.Uint64Var(&f.cfg.Store.SnapshotThreshold, "snapshot-threshold", 0, "raft entries between snapshots (default 4096)")
+	fs.DurationVar(&f.cfg.Store.SnapshotInterval, "snapshot-interval", 0, "how often snapshot triggers are checked (default 30s)")
+	fs.Int64Var(&f.cfg.Store.SnapshotBytes, "snapshot-bytes", 0, "log bytes between snapshots (default 256 MiB)")
+	fs.DurationVar(&f.cfg.Store.HeartbeatTimeout, "heartbeat-timeout", 0, "raft heartbeat timeout (default 1s)")
+	fs.DurationVar(&f.cfg.Store.ElectionTimeout, "election-timeout", 0, "raft election timeout (default 1s)")
+	fs.DurationVar(&f.cfg.Store.LeaderLease, "leader-lease", 0, "raft leader lease (default 500ms)")
+	fs.BoolVar(&f.cfg.Store.StateNoSync, "state-nosync", false, "skip the state file's fsync per batch (see docs/storage.md)")
+	f.logs.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	f.cfg.Join = join
+	if f.hostname == "" {
+		f.hostname, _ = os.Hostname()
+	}
+	return f, nil
+}
+
+func runNode(args []string) error {
+	f, err := parseNodeFlags(args)
+	if err != nil {
+		return err
+	}
+	logger, err := f.logs.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	f.cfg.Logger = logger
+	f.cfg.Store.MaxBodyBytes = f.maxMessage + 1<<20
+	n, err := cluster.Open(f.cfg)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	logger.Info("node started", "node", f.cfg.ID, "raft", f.cfg.RaftAddr, "api", n.APIURL(), "pid", os.Getpid())
+
+	var closers []func() error
+	errs := make(chan error, 4)
+	if f.lmtpAddr != "" {
+		srv := lmtp.New(lmtp.Config{Hostname: f.hostname, MaxMessageBytes: f.maxMessage,
+			CommitTimeout: f.cfg.CommitTimeout, Logger: logger}, n)
+		if err := serveOn(f.lmtpAddr, "lmtp", srv.Serve, errs, logger); err != nil {
+			return err
+		}
+		closers = append(closers, srv.Close)
+	}
+	more, err := startReaders(f, n, logger, errs)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, more...)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	select {
+	case <-ctx.Done():
+		logger.Info("signal received, shutting down")
+	case err := <-errs:
+		logger.Error("listener failed", "err", err)
+	}
+	for _, c := range closers {
+		_ = c()
+	}
+	return n.Close()
+}
+
+// serveOn listens on addr and serves in the background; errors go to errs.
+func serveOn(addr, name string, serve func(net.Listener) error, errs chan<- error, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s listen %s: %w", name, addr, err)
+	}
+	logger.Info("listening", "proto", name, "addr", ln.Addr().String())
+	go func() {
+		if err := serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs <- fmt.Errorf("%s: %w", name, err)
+		}
+	}()
+	return nil
+}
