@@ -3,6 +3,7 @@ package pop3
 import (
 	"encoding/base64"
 	"errors"
+	"net"
 	"strings"
 	"time"
 
@@ -12,15 +13,28 @@ import (
 )
 
 // authAllowed reports whether credentials may be sent on this connection:
-// only under TLS unless the operator allowed otherwise (RFC 2595 §2.1,
-// RFC 8314).
+// only under TLS (RFC 2595 §2.1, RFC 8314), or in dev mode
+// (AllowInsecureAuth) from a loopback address.
 func (s *session) authAllowed() bool {
-	return s.tlsOn || s.srv.cfg.AllowInsecureAuth
+	return s.tlsOn || (s.srv.cfg.AllowInsecureAuth && s.loopback)
+}
+
+// isLoopback reports whether a remote address is on this host.
+func isLoopback(a net.Addr) bool {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.IsLoopback()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 const (
 	msgNeedTLS  = "-ERR [AUTH] plaintext authentication disallowed without TLS, use STLS first"
-	msgBadCreds = "-ERR [AUTH] invalid user name or password"
+	msgBadCreds = "-ERR [AUTH] invalid user name or password" // RFC 3206 §4
 )
 
 // maxUserLen bounds a user name (an address: RFC 5321 §4.5.3.1.3).

@@ -19,8 +19,8 @@ type Config struct {
 	// TLSConfig enables STLS on plain listeners and is required by
 	// ServeTLS. Nil means no TLS at all.
 	TLSConfig *tls.Config
-	// AllowInsecureAuth permits USER/PASS and AUTH without TLS. Meant for
-	// loopback development only (raftmail dev).
+	// AllowInsecureAuth permits USER/PASS and AUTH without TLS from
+	// loopback clients only (raftmail dev); remote clients always need TLS.
 	AllowInsecureAuth bool
 	// Greeting is the text after "+OK " in the banner (default
 	// "raftmail POP3 server ready").

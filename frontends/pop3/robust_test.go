@@ -148,3 +148,59 @@ func freeAddr(t testing.TB) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:110": true, "[::1]:110": true, "127.1.2.3:5": true,
+		"192.0.2.1:110": false, "[2001:db8::1]:110": false, "garbage": false,
+	} {
+		var a net.Addr = strAddr(addr)
+		if ta, err := net.ResolveTCPAddr("tcp", addr); err == nil {
+			if got := isLoopback(ta); got != want {
+				t.Errorf("isLoopback(TCPAddr %s) = %v", addr, got)
+			}
+		}
+		if got := isLoopback(a); got != want {
+			t.Errorf("isLoopback(%s) = %v", addr, got)
+		}
+	}
+}
+
+type strAddr string
+
+func (a strAddr) Network() string { return "tcp" }
+func (a strAddr) String() string  { return string(a) }
+
+// TestInsecureAuthLoopbackOnly checks that dev mode's plaintext login is
+// refused to a client that is not on loopback.
+func TestInsecureAuthLoopbackOnly(t *testing.T) {
+	var ip net.IP
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			ip = n.IP
+			break
+		}
+	}
+	if ip == nil {
+		t.Skip("no non-loopback IPv4 address on this host")
+	}
+	be := newFakeBackend()
+	be.addUser("u", "pw")
+	srv, err := newServer(testConfig(t), be) // AllowInsecureAuth: true
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
+	if err != nil {
+		t.Skipf("cannot listen on %s: %v", ip, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	defer func() { srv.Close(); <-done }()
+	c := greeted(t, ln.Addr().String())
+	c.cmd("USER u", "-ERR [AUTH] plaintext authentication disallowed*")
+	c.cmd("AUTH PLAIN AHUAcHc=", "-ERR [AUTH] plaintext authentication disallowed*")
+	c.send("CAPA")
+	c.expectMulti("+OK*", "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nEXPIRE NEVER\r\nIMPLEMENTATION raftmail\r\n.\r\n")
+}

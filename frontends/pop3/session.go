@@ -36,12 +36,13 @@ func (s state) String() string {
 // session is one client connection. Its goroutine owns every field except
 // conn (closed by abort from Server.Close).
 type session struct {
-	srv     *Server
-	id      uint64
-	ip      string
-	log     *slog.Logger
-	tlsOn   bool
-	wantTLS bool // implicit TLS: handshake first
+	srv      *Server
+	id       uint64
+	ip       string
+	log      *slog.Logger
+	tlsOn    bool
+	wantTLS  bool // implicit TLS: handshake first
+	loopback bool // the client is on this host
 
 	connMu sync.Mutex
 	conn   net.Conn
@@ -69,7 +70,7 @@ func newSession(srv *Server, c net.Conn, implicitTLS bool) *session {
 		ip = h
 	}
 	s := &session{
-		srv: srv, id: id, ip: ip, wantTLS: implicitTLS,
+		srv: srv, id: id, ip: ip, wantTLS: implicitTLS, loopback: isLoopback(c.RemoteAddr()),
 		log: srv.logger.With("proto", "pop3", "conn", id, "remote", c.RemoteAddr().String()),
 	}
 	s.setConn(c)
