@@ -61,7 +61,7 @@ type session struct {
 }
 
 // writeBufSize is the output buffer; RETR streams through it.
-const writeBufSize = 32 << 10
+const writeBufSize = 16 << 10
 
 func newSession(srv *Server, c net.Conn, implicitTLS bool) *session {
 	id := srv.nextID.Add(1)
