@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"encoding/hex"
 	"net/http"
+	"strconv"
 
 	"github.com/raftmail/raftmail/raftstore"
 	"github.com/raftmail/raftmail/raftstore/command"
@@ -120,6 +122,8 @@ func (n *Node) adminRoutes(guarded func(string, http.HandlerFunc)) {
 	guarded("DELETE /admin/aliases/{address}", func(w http.ResponseWriter, r *http.Request) {
 		n.proposeJSON(w, r, &command.RemoveAlias{Address: r.PathValue("address")})
 	})
+	guarded("GET /admin/accounts/{address}/mailboxes/{mailbox}/messages", n.handleListMessages)
+	guarded("GET /admin/accounts/{address}/mailboxes/{mailbox}/messages/{uid}", n.handleRawMessage)
 	guarded("POST /admin/snapshot", func(w http.ResponseWriter, r *http.Request) {
 		if err := n.store.Snapshot(); err != nil {
 			n.writeFailure(w, err)
@@ -146,4 +150,72 @@ func (n *Node) AccountView(addr string) (AccountView, error) {
 		return err
 	})
 	return v, err
+}
+
+// MessageView is one message in a mailbox listing.
+type MessageView struct {
+	UID          uint32   `json:"uid"`
+	ModSeq       uint64   `json:"modseq"`
+	Size         int64    `json:"size"`
+	Flags        []string `json:"flags,omitempty"`
+	InternalDate int64    `json:"internal_date"`
+	// SHA256 is the content hash of the body (its blob ID).
+	SHA256 string `json:"sha256"`
+}
+
+func (n *Node) handleListMessages(w http.ResponseWriter, r *http.Request) {
+	var out []MessageView
+	err := n.store.View(func(tx *raftstore.ReadTx) error {
+		acct, err := tx.Account(r.PathValue("address"))
+		if err != nil {
+			return err
+		}
+		mb, err := tx.MailboxByName(acct.Address, r.PathValue("mailbox"))
+		if err != nil {
+			return err
+		}
+		out = make([]MessageView, 0, mb.Messages)
+		return tx.Messages(mb.ID, nil, func(m *raftstore.Message) error {
+			out = append(out, MessageView{UID: m.UID, ModSeq: m.ModSeq, Size: m.Size, Flags: m.Flags,
+				InternalDate: m.InternalDate, SHA256: hex.EncodeToString(m.BlobID[:])})
+			return nil
+		})
+	})
+	if err != nil {
+		n.writeFailure(w, err)
+		return
+	}
+	writeJSON(w, 200, out)
+}
+
+// handleRawMessage returns one message's body as stored (message/rfc822).
+func (n *Node) handleRawMessage(w http.ResponseWriter, r *http.Request) {
+	uid, err := strconv.ParseUint(r.PathValue("uid"), 10, 32)
+	if err != nil {
+		writeErr(w, 400, "bad_request", "uid must be a number")
+		return
+	}
+	var body []byte
+	err = n.store.View(func(tx *raftstore.ReadTx) error {
+		acct, err := tx.Account(r.PathValue("address"))
+		if err != nil {
+			return err
+		}
+		mb, err := tx.MailboxByName(acct.Address, r.PathValue("mailbox"))
+		if err != nil {
+			return err
+		}
+		m, err := tx.Message(mb.ID, uint32(uid))
+		if err != nil {
+			return err
+		}
+		body, err = tx.Body(m.BlobID)
+		return err
+	})
+	if err != nil {
+		n.writeFailure(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "message/rfc822")
+	_, _ = w.Write(body)
 }

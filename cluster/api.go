@@ -107,6 +107,7 @@ func (n *Node) writeFailure(w http.ResponseWriter, err error) {
 		{raftstore.ErrAliasExists, 409, "alias_exists"}, {raftstore.ErrMailboxExists, 409, "mbox_exists"},
 		{raftstore.ErrDomainInUse, 409, "domain_used"}, {raftstore.ErrQuotaExceeded, 422, "quota"},
 		{raftstore.ErrInvalid, 400, "invalid"}, {raftstore.ErrLeaseHeld, 409, "lease_held"},
+		{raftstore.ErrNoSuchMessage, 404, "no_message"},
 	} {
 		if errors.Is(err, c.err) {
 			writeErr(w, c.status, c.code, se.Msg)
@@ -161,7 +162,7 @@ func (n *Node) StatusNow() Status {
 	s := Status{
 		ID: n.cfg.ID, State: n.store.State(), LeaderID: leaderID, LeaderAPI: n.leaderAPI(),
 		AppliedIndex: n.store.AppliedIndex(), CommitIndex: u("commit_index"), LastIndex: u("last_log_index"),
-		Term: u("term"), PID: os.Getpid(), RaftAddr: n.store.RaftAddr(), APIAddr: n.apiURL,
+		Term: u("term"), LastSnapshotIndex: u("last_snapshot_index"), PID: os.Getpid(), RaftAddr: n.store.RaftAddr(), APIAddr: n.apiURL,
 	}
 	apis := map[string]string{}
 	_ = n.store.View(func(r *raftstore.ReadTx) error {

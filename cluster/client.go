@@ -157,18 +157,21 @@ func (c *Client) Directory(ctx context.Context, base, addr string) (frontends.Di
 
 // Status is the answer of /status.
 type Status struct {
-	ID           string   `json:"id"`
-	State        string   `json:"state"`
-	LeaderID     string   `json:"leader_id"`
-	LeaderAPI    string   `json:"leader_api"`
-	AppliedIndex uint64   `json:"applied_index"`
-	CommitIndex  uint64   `json:"commit_index"`
-	LastIndex    uint64   `json:"last_index"`
-	Term         uint64   `json:"term"`
-	PID          int      `json:"pid"`
-	RaftAddr     string   `json:"raft_addr"`
-	APIAddr      string   `json:"api_addr"`
-	Servers      []Member `json:"servers"`
+	ID           string `json:"id"`
+	State        string `json:"state"`
+	LeaderID     string `json:"leader_id"`
+	LeaderAPI    string `json:"leader_api"`
+	AppliedIndex uint64 `json:"applied_index"`
+	CommitIndex  uint64 `json:"commit_index"`
+	LastIndex    uint64 `json:"last_index"`
+	Term         uint64 `json:"term"`
+	// LastSnapshotIndex is the index of this node's latest snapshot; the
+	// log before it (less the trailing entries) is compacted away.
+	LastSnapshotIndex uint64   `json:"last_snapshot_index"`
+	PID               int      `json:"pid"`
+	RaftAddr          string   `json:"raft_addr"`
+	APIAddr           string   `json:"api_addr"`
+	Servers           []Member `json:"servers"`
 }
 
 // Member is one server of the raft configuration.
