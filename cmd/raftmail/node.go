@@ -21,7 +21,11 @@ type nodeFlags struct {
 	cfg        cluster.Config
 	lmtpAddr   string
 	imapAddr   string
+	imapsAddr  string
 	pop3Addr   string
+	pop3sAddr  string
+	tlsCert    string
+	tlsKey     string
 	hostname   string
 	maxMessage int64
 	logs       logFlags
@@ -43,7 +47,11 @@ func parseNodeFlags(args []string) (*nodeFlags, error) {
 	fs.DurationVar(&f.cfg.CommitTimeout, "commit-timeout", 30*time.Second, "how long a write may wait for a commit before a temporary failure")
 	fs.StringVar(&f.lmtpAddr, "lmtp", "", "LMTP listen address (empty: off)")
 	fs.StringVar(&f.imapAddr, "imap", "", "IMAP listen address (empty: off)")
+	fs.StringVar(&f.imapsAddr, "imaps", "", "IMAP implicit-TLS listen address (empty: off)")
 	fs.StringVar(&f.pop3Addr, "pop3", "", "POP3 listen address (empty: off)")
+	fs.StringVar(&f.pop3sAddr, "pop3s", "", "POP3 implicit-TLS listen address (empty: off)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate for STARTTLS/STLS and implicit TLS (dev: self-signed)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	fs.StringVar(&f.hostname, "hostname", "", "host name in greetings (default: the OS host name)")
 	fs.Int64Var(&f.maxMessage, "max-message-bytes", 32<<20, "largest message accepted")
 	fs.Uint64Var(&f.cfg.Store.TrailingLogs, "trailing-logs", 0, "raft entries kept after a snapshot (default 1024)")
@@ -94,10 +102,13 @@ func runNode(args []string) error {
 		closers = append(closers, srv.Close)
 	}
 	more, err := startReaders(f, n, logger, errs)
+	closers = append(closers, more...)
 	if err != nil {
+		for _, c := range closers {
+			_ = c()
+		}
 		return err
 	}
-	closers = append(closers, more...)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -1,15 +1,43 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/raftmail/raftmail/cluster"
+	"github.com/raftmail/raftmail/frontends/pop3"
 )
 
 // startReaders starts the IMAP and POP3 servers of a node when configured.
+// The returned closers must run before the node closes, so sessions can
+// still release their locks through the cluster.
 func startReaders(f *nodeFlags, n *cluster.Node, logger *slog.Logger, errs chan<- error) ([]func() error, error) {
-	if f.imapAddr != "" || f.pop3Addr != "" {
-		logger.Warn("IMAP and POP3 are not wired into this build yet; ignoring --imap/--pop3")
+	tlsCfg, err := loadTLS(f.tlsCert, f.tlsKey, f.cfg.Dev, filepath.Join(f.cfg.DataDir, "tls"))
+	if err != nil {
+		return nil, err
 	}
-	return nil, nil
+	var closers []func() error
+	if f.pop3Addr != "" || f.pop3sAddr != "" {
+		srv, err := pop3.New(pop3.Config{TLSConfig: tlsCfg, AllowInsecureAuth: f.cfg.Dev,
+			CommitTimeout: f.cfg.CommitTimeout, Logger: logger}, n)
+		if err != nil {
+			return nil, fmt.Errorf("pop3: %w", err)
+		}
+		closers = append(closers, srv.Close)
+		if f.pop3Addr != "" {
+			if err := serveOn(f.pop3Addr, "pop3", srv.Serve, errs, logger); err != nil {
+				return closers, err
+			}
+		}
+		if f.pop3sAddr != "" {
+			if err := serveOn(f.pop3sAddr, "pop3s", srv.ServeTLS, errs, logger); err != nil {
+				return closers, err
+			}
+		}
+	}
+	if f.imapAddr != "" || f.imapsAddr != "" {
+		logger.Warn("IMAP is not wired into this build yet; ignoring --imap/--imaps")
+	}
+	return closers, nil
 }
