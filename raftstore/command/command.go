@@ -64,6 +64,9 @@ var (
 	ErrShort = errors.New("command: truncated envelope")
 	// ErrUnknownType means the type byte names no known command.
 	ErrUnknownType = errors.New("command: unknown type")
+	// ErrMalformed means the payload is not well-formed msgpack of a sane
+	// shape (see checkShape).
+	ErrMalformed = errors.New("command: malformed payload")
 )
 
 // Payload is the body of a command; each payload type knows its Type.
@@ -154,7 +157,11 @@ func Unmarshal(b []byte) (*Command, error) {
 		}
 		return nil, fmt.Errorf("%w %d", ErrUnknownType, t)
 	}
-	if err := msgpack.Unmarshal(b[headerLen+klen:], p); err != nil {
+	body := b[headerLen+klen:]
+	if err := checkShape(body); err != nil {
+		return nil, fmt.Errorf("command: decode type %d: %w", t, err)
+	}
+	if err := msgpack.Unmarshal(body, p); err != nil {
 		return nil, fmt.Errorf("command: decode type %d: %w", t, err)
 	}
 	c.Payload = p
@@ -213,4 +220,108 @@ func newPayload(t Type) Payload {
 		return &BlobChunk{}
 	}
 	return nil
+}
+
+// maxDepth bounds the nesting of a payload; ours nest at most 4 levels.
+const maxDepth = 32
+
+// checkShape walks msgpack data without recursion or allocation and refuses
+// it when a declared length exceeds the bytes that are left or the nesting is
+// deeper than maxDepth. msgpack v5.4.1 preallocates a slice of structs to
+// the declared length (its allocation limit test in decodeSliceValue can
+// never hold), so 20 bytes could make Unmarshal allocate gigabytes, and its
+// Skip of unknown fields recurses once per nesting level.
+func checkShape(b []byte) error {
+	pending := []uint64{1} // items still expected at each open level
+	pos := 0
+	need := func(n uint64) error {
+		if n > uint64(len(b)-pos) {
+			return fmt.Errorf("%w: length %d at offset %d exceeds the input", ErrMalformed, n, pos)
+		}
+		return nil
+	}
+	length := func(size int) (uint64, error) {
+		if err := need(uint64(size)); err != nil {
+			return 0, err
+		}
+		var n uint64
+		for _, c := range b[pos : pos+size] {
+			n = n<<8 | uint64(c)
+		}
+		pos += size
+		return n, nil
+	}
+	for {
+		for len(pending) > 0 && pending[len(pending)-1] == 0 {
+			pending = pending[:len(pending)-1]
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		if pos >= len(b) {
+			return fmt.Errorf("%w: truncated", ErrMalformed)
+		}
+		pending[len(pending)-1]--
+		c := b[pos]
+		pos++
+		var skip, items uint64 // bytes to skip; child items to expect
+		var err error
+		switch {
+		case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
+		case c >= 0x80 && c <= 0x8f:
+			items = 2 * uint64(c&0x0f)
+		case c >= 0x90 && c <= 0x9f:
+			items = uint64(c & 0x0f)
+		case c >= 0xa0 && c <= 0xbf:
+			skip = uint64(c & 0x1f)
+		case c == 0xc4 || c == 0xd9: // bin8, str8
+			skip, err = length(1)
+		case c == 0xc5 || c == 0xda: // bin16, str16
+			skip, err = length(2)
+		case c == 0xc6 || c == 0xdb: // bin32, str32
+			skip, err = length(4)
+		case c == 0xc7, c == 0xc8, c == 0xc9: // ext8/16/32: length, type byte, data
+			skip, err = length(1 << (c - 0xc7))
+			skip++
+		case c == 0xcc || c == 0xd0:
+			skip = 1
+		case c == 0xcd || c == 0xd1:
+			skip = 2
+		case c == 0xca || c == 0xce || c == 0xd2:
+			skip = 4
+		case c == 0xcb || c == 0xcf || c == 0xd3:
+			skip = 8
+		case c >= 0xd4 && c <= 0xd8: // fixext 1..16 plus its type byte
+			skip = 1 + 1<<(c-0xd4)
+		case c == 0xdc: // array16
+			items, err = length(2)
+		case c == 0xdd: // array32
+			items, err = length(4)
+		case c == 0xde: // map16
+			items, err = length(2)
+			items *= 2
+		case c == 0xdf: // map32
+			items, err = length(4)
+			items *= 2
+		default: // 0xc1 is never used
+			return fmt.Errorf("%w: invalid code 0x%02x at offset %d", ErrMalformed, c, pos-1)
+		}
+		if err != nil {
+			return err
+		}
+		if err := need(skip); err != nil {
+			return err
+		}
+		pos += int(skip)
+		if items > 0 {
+			// Every item takes at least one byte.
+			if err := need(items); err != nil {
+				return err
+			}
+			if len(pending) >= maxDepth {
+				return fmt.Errorf("%w: nested deeper than %d", ErrMalformed, maxDepth)
+			}
+			pending = append(pending, items)
+		}
+	}
 }
