@@ -1,0 +1,140 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/raftmail/raftmail/cluster/clustertest"
+	"github.com/raftmail/raftmail/frontends"
+	"github.com/raftmail/raftmail/frontends/lmtp"
+	"github.com/raftmail/raftmail/raftstore"
+	"github.com/raftmail/raftmail/raftstore/command"
+)
+
+// corpusDir is the shared mail corpus (override with RAFTMAIL_CORPUS).
+func corpusDir() string {
+	if d := os.Getenv("RAFTMAIL_CORPUS"); d != "" {
+		return d
+	}
+	return "../../shared/corpus"
+}
+
+const users = 16
+
+type payload struct {
+	name string
+	msg  func(seq int64) []byte
+}
+
+func payloads(b *testing.B) []payload {
+	corpus, err := LoadCorpus(corpusDir(), 1000)
+	if err != nil {
+		b.Skipf("corpus: %v", err)
+	}
+	return []payload{
+		{"corpus", func(seq int64) []byte { return Unique(corpus[seq%int64(len(corpus))], seq) }},
+		{"50KB", func(seq int64) []byte { return Synthetic(50<<10, int(seq)) }},
+	}
+}
+
+// lmtpCluster starts a 3-node cluster with LMTP on every node and users.
+func lmtpCluster(b *testing.B) []string {
+	c := clustertest.New(b, 3)
+	for u := 0; u < users; u++ {
+		c.AddAccount(fmt.Sprintf("u%d@example.test", u), "pw")
+	}
+	var addrs []string
+	for i := 0; i < 3; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := lmtp.New(lmtp.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, c.Node(i))
+		go func() { _ = srv.Serve(ln) }()
+		b.Cleanup(func() { srv.Close() })
+		addrs = append(addrs, ln.Addr().String())
+	}
+	return addrs
+}
+
+func report(b *testing.B, s Summary) {
+	b.ReportMetric(s.PerSec, "msgs/s")
+	b.ReportMetric(float64(s.P50.Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(s.P99.Microseconds())/1000, "p99_ms")
+	b.ReportMetric(0, "ns/op")
+	if len(s.Errors) > 0 {
+		b.Logf("errors: %v", s.Errors)
+	}
+}
+
+// BenchmarkLMTPDeliver measures end-to-end deliveries over LMTP into a
+// 3-node cluster (fsync on), each acknowledged only after commit. Run with
+// a fixed count, e.g. -benchtime 2000x (the count is the number of
+// deliveries of each sub-benchmark).
+func BenchmarkLMTPDeliver(b *testing.B) {
+	for _, p := range payloads(b) {
+		b.Run(p.name, func(pb *testing.B) {
+			// One cluster for the three concurrencies, owned by the parent
+			// so it outlives each sub-benchmark's trial runs.
+			var once sync.Once
+			var addrs []string
+			for _, conc := range []int{1, 16, 64} {
+				pb.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
+					once.Do(func() { addrs = lmtpCluster(pb) })
+					s := RunLMTP(context.Background(), LMTPLoad{
+						Targets: addrs, Concurrency: conc, Total: b.N, Message: p.msg,
+						Rcpt: func(seq int64) string { return fmt.Sprintf("u%d@example.test", seq%users) },
+					})
+					report(b, s)
+				})
+			}
+		})
+	}
+}
+
+// BenchmarkRaftCeiling measures raw raft.Apply on a bare 3-node cluster with
+// a batching bbolt FSM, with entries equal to the Deliver commands the LMTP
+// path proposes for the same messages (compressed bodies): the ceiling.
+func BenchmarkRaftCeiling(b *testing.B) {
+	codec, err := raftstore.NewCodec(64 << 20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer codec.Close()
+	for _, p := range payloads(b) {
+		b.Run(p.name, func(pb *testing.B) {
+			entries := make([][]byte, 256)
+			for i := range entries {
+				cmd, err := frontends.NewDeliver(codec, frontends.Envelope{From: "bench@remote.test", Rcpts: []string{"u1@example.test"}}, p.msg(int64(i)))
+				if err != nil {
+					pb.Fatal(err)
+				}
+				if entries[i], err = command.Marshal(cmd); err != nil {
+					pb.Fatal(err)
+				}
+			}
+			var once sync.Once
+			var rc *RawCluster
+			for _, conc := range []int{1, 16, 64} {
+				pb.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
+					once.Do(func() {
+						if rc, err = NewRawCluster(pb.TempDir()); err != nil {
+							b.Fatal(err)
+						}
+					})
+					s := rc.Run(b.N, conc, func(seq int64) []byte { return entries[seq%int64(len(entries))] })
+					report(b, s)
+				})
+			}
+			if rc != nil {
+				rc.Close()
+			}
+		})
+	}
+}

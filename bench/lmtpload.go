@@ -1,0 +1,125 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// LMTPLoad describes an LMTP delivery load.
+type LMTPLoad struct {
+	// Targets are LMTP addresses; connections spread over them.
+	Targets []string
+	// Concurrency is the number of connections sending at once.
+	Concurrency int
+	// Total deliveries to make (0: until Duration).
+	Total int
+	// Duration bounds the run when Total is 0.
+	Duration time.Duration
+	// Message returns the body of delivery seq.
+	Message func(seq int64) []byte
+	// Rcpt returns the recipient of delivery seq.
+	Rcpt func(seq int64) string
+}
+
+// RunLMTP runs the load over persistent LMTP connections (one transaction
+// at a time per connection, as an MTA's LMTP client does) and reports.
+func RunLMTP(ctx context.Context, l LMTPLoad) Summary {
+	rec := NewRecorder()
+	var next atomic.Int64
+	if l.Duration > 0 && l.Total == 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, l.Duration)
+		defer cancel()
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < l.Concurrency; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			var c *smtp.Client
+			defer func() {
+				if c != nil {
+					c.Close()
+				}
+			}()
+			for ctx.Err() == nil {
+				seq := next.Add(1)
+				if l.Total > 0 && seq > int64(l.Total) {
+					return
+				}
+				if c == nil {
+					var err error
+					if c, err = dialLMTP(l.Targets[(w+int(seq))%len(l.Targets)]); err != nil {
+						rec.Fail("connect")
+						time.Sleep(50 * time.Millisecond) // back off a refused connection
+						continue
+					}
+				}
+				body := l.Message(seq)
+				start := time.Now()
+				if err := lmtpOne(c, l.Rcpt(seq), body); err != nil {
+					rec.Fail(replyClass(err))
+					c.Close()
+					c = nil
+					continue
+				}
+				rec.Ok(time.Since(start), len(body))
+			}
+		}(w)
+	}
+	wg.Wait()
+	rec.Stop()
+	return rec.Summary()
+}
+
+func dialLMTP(addr string) (*smtp.Client, error) {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c := smtp.NewClientLMTP(conn)
+	if err := c.Hello("bench.local"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func lmtpOne(c *smtp.Client, rcpt string, body []byte) error {
+	if err := c.Mail("bench@remote.test", nil); err != nil {
+		return err
+	}
+	if err := c.Rcpt(rcpt, nil); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(body); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+// replyClass names an error by its SMTP code, for the error table.
+func replyClass(err error) string {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return fmt.Sprint(se.Code)
+	}
+	var le smtp.LMTPDataError
+	if errors.As(err, &le) {
+		for _, e := range le {
+			return fmt.Sprint(e.Code)
+		}
+	}
+	return "io"
+}
