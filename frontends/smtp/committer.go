@@ -1,0 +1,353 @@
+package smtp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/raftmail/raftmail/cluster"
+	"github.com/raftmail/raftmail/frontends"
+	"github.com/raftmail/raftmail/raftstore"
+	"github.com/raftmail/raftmail/raftstore/command"
+)
+
+// NodesConfig configures a NodesCommitter.
+type NodesConfig struct {
+	// Nodes are the mailbox nodes' API base URLs (flag --nodes).
+	Nodes []string
+	// Token is the nodes' API bearer token (flag --token).
+	Token string
+	// MaxMessageBytes sizes the body codec (default 32 MiB).
+	MaxMessageBytes int64
+	// DirectoryTTL is how long a directory answer is reused (default 5s);
+	// DirectoryCacheSize bounds the cache (default 10,000 addresses).
+	DirectoryTTL       time.Duration
+	DirectoryCacheSize int
+	// LookupReserve is the part of a commit's deadline kept for asking
+	// whether the key committed before giving up (default 2s, at most a
+	// third of the deadline).
+	LookupReserve time.Duration
+	Logger        *slog.Logger
+}
+
+// NodesCommitter implements frontends.Committer and Authenticator over the
+// HTTP API of several mailbox nodes, for stateless frontends. It prefers
+// the leader it last learned from /status (a follower would forward, at the
+// cost of a hop), fails over to the other nodes on connection errors, and
+// before giving up on a commit asks the nodes whether its key committed.
+// It keeps only short-lived memory: a leader hint and a small directory
+// cache.
+type NodesCommitter struct {
+	cfg    NodesConfig
+	client *cluster.Client
+	codec  *raftstore.Codec
+	logger *slog.Logger
+
+	mu     sync.Mutex
+	leader string // API URL of the last known leader, "" if unknown
+	next   int    // round-robin start among cfg.Nodes
+
+	dir *dirCache
+}
+
+var (
+	_ frontends.Committer = (*NodesCommitter)(nil)
+	_ Authenticator       = (*NodesCommitter)(nil)
+)
+
+// NewNodesCommitter returns a committer over the given nodes.
+func NewNodesCommitter(cfg NodesConfig) (*NodesCommitter, error) {
+	if len(cfg.Nodes) == 0 {
+		return nil, errors.New("no nodes given")
+	}
+	for i, n := range cfg.Nodes {
+		if !strings.HasPrefix(n, "http://") && !strings.HasPrefix(n, "https://") {
+			n = "http://" + n
+		}
+		cfg.Nodes[i] = strings.TrimSuffix(n, "/")
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 32 << 20
+	}
+	if cfg.DirectoryTTL == 0 {
+		cfg.DirectoryTTL = 5 * time.Second
+	}
+	if cfg.DirectoryCacheSize <= 0 {
+		cfg.DirectoryCacheSize = 10_000
+	}
+	if cfg.LookupReserve <= 0 {
+		cfg.LookupReserve = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	codec, err := raftstore.NewCodec(cfg.MaxMessageBytes)
+	if err != nil {
+		return nil, err
+	}
+	return &NodesCommitter{cfg: cfg, client: cluster.NewClient(cfg.Token), codec: codec,
+		logger: cfg.Logger.With("component", "nodes"),
+		dir:    newDirCache(cfg.DirectoryTTL, cfg.DirectoryCacheSize)}, nil
+}
+
+// Close releases the codec and idle connections.
+func (n *NodesCommitter) Close() {
+	n.client.Close()
+	n.codec.Close()
+}
+
+// Codec implements frontends.Committer.
+func (n *NodesCommitter) Codec() *raftstore.Codec { return n.codec }
+
+// targets returns the nodes to try, the known leader first.
+func (n *NodesCommitter) targets() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]string, 0, len(n.cfg.Nodes)+1)
+	if n.leader != "" {
+		out = append(out, n.leader)
+	}
+	for i := range n.cfg.Nodes {
+		u := n.cfg.Nodes[(n.next+i)%len(n.cfg.Nodes)]
+		if u != n.leader {
+			out = append(out, u)
+		}
+	}
+	n.next++
+	return out
+}
+
+func (n *NodesCommitter) setLeader(u string) {
+	n.mu.Lock()
+	n.leader = u
+	n.mu.Unlock()
+}
+
+// refreshLeader asks the nodes for the current leader (the first answer
+// naming one wins).
+func (n *NodesCommitter) refreshLeader(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for _, u := range n.cfg.Nodes {
+		st, err := n.client.Status(ctx, u)
+		if err == nil && st.LeaderAPI != "" {
+			n.setLeader(strings.TrimSuffix(st.LeaderAPI, "/"))
+			return
+		}
+	}
+	n.setLeader("")
+}
+
+// moveOn reports whether an error from one node is worth trying another
+// node for: the node did not answer, or answered "unavailable" (shutting
+// down, no leader reachable from it). A refusal of the request itself
+// (too large, malformed, a business error) is final.
+func moveOn(err error) bool {
+	var ae *cluster.APIError
+	if errors.As(err, &ae) {
+		switch {
+		case ae.Status == http.StatusServiceUnavailable, ae.Status == http.StatusBadGateway,
+			ae.Status == http.StatusGatewayTimeout, ae.Status >= 500 && ae.Code == "internal":
+			return true
+		}
+		return false
+	}
+	return !errors.Is(err, context.Canceled)
+}
+
+// Commit implements frontends.Committer. A node retries across leader
+// changes by itself until our deadline (it gets it in a header); we move to
+// another node only when one does not answer. When the deadline nears
+// without a commit, the remaining reserve is spent asking whether the key
+// committed anyway (raft's ErrLeadershipLost is indeterminate): if it did,
+// its result is returned (DESIGN.md invariant 2).
+func (n *NodesCommitter) Commit(ctx context.Context, data []byte) (raftstore.Result, error) {
+	key, err := command.PeekKey(data)
+	if err != nil {
+		return raftstore.Result{}, err
+	}
+	commitCtx, cancel := n.reserve(ctx)
+	defer cancel()
+	backoff := 20 * time.Millisecond
+	var lastErr error
+	for attempt := 0; commitCtx.Err() == nil; attempt++ {
+		for _, u := range n.targets() {
+			res, err := n.client.Commit(commitCtx, u, data)
+			if err == nil {
+				if attempt > 0 || lastErr != nil {
+					n.logger.Info("commit succeeded after failover", "node", u, "key", key, "raft_index", res.Index)
+				}
+				return res, nil
+			}
+			if !moveOn(err) {
+				return res, err
+			}
+			lastErr = err
+			n.logger.Debug("commit attempt failed", "node", u, "key", key, "err", err)
+			if commitCtx.Err() != nil {
+				break
+			}
+		}
+		n.refreshLeader(commitCtx)
+		select {
+		case <-commitCtx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return raftstore.Result{}, ctx.Err()
+	}
+	if res, ok := n.lookupKey(ctx, key); ok {
+		n.logger.Info("commit timed out but key had committed", "key", key, "raft_index", res.Index)
+		return res, nil
+	}
+	if lastErr == nil {
+		lastErr = commitCtx.Err()
+	}
+	return raftstore.Result{}, fmt.Errorf("commit %s: %w: %w", key, cluster.ErrUnavailable, lastErr)
+}
+
+// reserve derives the commit context, keeping part of ctx's deadline for
+// the key lookup.
+func (n *NodesCommitter) reserve(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	r := min(n.cfg.LookupReserve, time.Until(dl)/3)
+	return context.WithDeadline(ctx, dl.Add(-r))
+}
+
+// lookupKey asks the nodes (each forwards to the leader, which answers
+// after a barrier) whether key committed, within what is left of ctx.
+func (n *NodesCommitter) lookupKey(ctx context.Context, key string) (raftstore.Result, bool) {
+	for _, u := range n.targets() {
+		if ctx.Err() != nil {
+			break
+		}
+		res, found, err := n.client.Lookup(ctx, u, key)
+		if err == nil {
+			return res, found
+		}
+		n.logger.Debug("key lookup failed", "node", u, "key", key, "err", err)
+	}
+	return raftstore.Result{}, false
+}
+
+// LookupRecipient implements frontends.Committer from any node, cached
+// for DirectoryTTL.
+func (n *NodesCommitter) LookupRecipient(ctx context.Context, addr string) (frontends.Directory, error) {
+	norm, err := raftstore.NormalizeAddress(addr)
+	if err != nil {
+		return frontends.Directory{}, err
+	}
+	if d, ok := n.dir.get(norm); ok {
+		return d, nil
+	}
+	var lastErr error
+	for _, u := range n.targets() {
+		d, err := n.client.Directory(ctx, u, norm)
+		if err == nil {
+			n.dir.put(norm, d)
+			return d, nil
+		}
+		if !moveOn(err) {
+			return d, err
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return frontends.Directory{}, fmt.Errorf("directory %s: %w", norm, lastErr)
+}
+
+// Authenticate implements Authenticator with POST /internal/auth on any
+// node: 200 {"account"} or 401 {"error":"auth_failed"}.
+func (n *NodesCommitter) Authenticate(ctx context.Context, user, pass string) (string, error) {
+	body := map[string]string{"user": user, "password": pass}
+	var lastErr error
+	for _, u := range n.targets() {
+		var out struct {
+			Account string `json:"account"`
+		}
+		err := n.client.Do(ctx, http.MethodPost, u, "/internal/auth", body, &out)
+		if err == nil {
+			return out.Account, nil
+		}
+		var ae *cluster.APIError
+		if errors.As(err, &ae) && ae.Code == "auth_failed" {
+			return "", ErrAuthFailed
+		}
+		if !moveOn(err) {
+			return "", err
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return "", fmt.Errorf("authenticate: %w", lastErr)
+}
+
+// dirCache is a small TTL cache of directory answers. When full, expired
+// entries go first, then arbitrary ones (map order): it is a cache, not a
+// record.
+type dirCache struct {
+	ttl time.Duration
+	max int
+
+	mu sync.Mutex
+	m  map[string]dirEntry
+}
+
+type dirEntry struct {
+	d       frontends.Directory
+	expires time.Time
+}
+
+func newDirCache(ttl time.Duration, max int) *dirCache {
+	return &dirCache{ttl: ttl, max: max, m: make(map[string]dirEntry)}
+}
+
+func (c *dirCache) get(addr string) (frontends.Directory, bool) {
+	if c.ttl < 0 {
+		return frontends.Directory{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[addr]
+	if !ok || time.Now().After(e.expires) {
+		return frontends.Directory{}, false
+	}
+	return e.d, true
+}
+
+func (c *dirCache) put(addr string, d frontends.Directory) {
+	if c.ttl < 0 {
+		return
+	}
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		for k, e := range c.m {
+			if now.After(e.expires) {
+				delete(c.m, k)
+			}
+		}
+		for k := range c.m {
+			if len(c.m) < c.max*3/4 {
+				break
+			}
+			delete(c.m, k)
+		}
+	}
+	c.m[addr] = dirEntry{d: d, expires: now.Add(c.ttl)}
+}
