@@ -329,3 +329,12 @@ func bucketBytes(t testing.TB, f *fsm, name []byte) int {
 	}
 	return n
 }
+
+// logsOf makes command entries with consecutive indexes from first.
+func logsOf(first uint64, data ...[]byte) []*raft.Log {
+	out := make([]*raft.Log, len(data))
+	for i, d := range data {
+		out[i] = &raft.Log{Index: first + uint64(i), Term: 1, Type: raft.LogCommand, Data: d}
+	}
+	return out
+}

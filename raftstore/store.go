@@ -463,6 +463,11 @@ func (s *Store) Close() error {
 		err = s.raft.Shutdown().Error()
 	}
 	s.wg.Wait()
+	if nt, ok := s.trans.(*raft.NetworkTransport); ok {
+		// Close pooled outbound connections too, so the peers' reader
+		// goroutines see EOF instead of waiting forever.
+		nt.CloseStreams()
+	}
 	if c, ok := s.trans.(raft.WithClose); ok {
 		_ = c.Close()
 	}
