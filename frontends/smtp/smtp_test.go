@@ -456,7 +456,7 @@ func TestProxyProtocol(t *testing.T) {
 	t.Run("untrusted header is an unknown command", func(t *testing.T) {
 		r := dialRaw(t, uaddr)
 		r.send("PROXY TCP4 203.0.113.9 127.0.0.1 40000 25\r\n")
-		r.expect(500, "5.5.2")
+		r.expect(501, "5.5.2")
 	})
 }
 
