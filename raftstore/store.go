@@ -296,7 +296,10 @@ func (s *Store) Apply(ctx context.Context, data []byte) (Result, error) {
 	if len(data) > s.cfg.MaxEntryBytes {
 		return Result{}, fmt.Errorf("%w: %d bytes exceeds %d", ErrTooLarge, len(data), s.cfg.MaxEntryBytes)
 	}
-	if _, err := command.PeekType(data); err != nil {
+	// Decode before proposing: every node stops on a committed entry that
+	// does not decode (fsm.fatalf), so one malformed command must never
+	// reach the log.
+	if _, err := command.Unmarshal(data); err != nil {
 		return Result{}, fmt.Errorf("apply: %w", err)
 	}
 	if s.raft.State() != raft.Leader {
