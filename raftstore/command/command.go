@@ -162,7 +162,7 @@ func Unmarshal(b []byte) (*Command, error) {
 		return nil, fmt.Errorf("command: decode type %d: %w", t, err)
 	}
 	if err := msgpack.Unmarshal(body, p); err != nil {
-		return nil, fmt.Errorf("command: decode type %d: %w", t, err)
+		return nil, fmt.Errorf("%w: type %d: %w", ErrMalformed, t, err)
 	}
 	c.Payload = p
 	return c, nil
