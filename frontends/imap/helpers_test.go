@@ -32,6 +32,7 @@ type env struct {
 	c     *clustertest.Cluster
 	srvs  []*Server
 	addrs []string
+	tune  []func(*Config)
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -41,11 +42,11 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func newEnv(t *testing.T, n int) *env {
+func newEnv(t *testing.T, n int, tune ...func(*Config)) *env {
 	t.Helper()
 	c := clustertest.New(t, n)
 	c.AddAccount(alice, alicePw)
-	e := &env{t: t, c: c}
+	e := &env{t: t, c: c, tune: tune}
 	for i := 0; i < n; i++ {
 		e.startServer(i)
 	}
@@ -54,14 +55,18 @@ func newEnv(t *testing.T, n int) *env {
 
 func (e *env) startServer(i int) {
 	e.t.Helper()
-	srv, err := New(Config{
+	cfg := Config{
 		InsecureAuth:   true,
 		CommandTimeout: 10 * time.Second,
 		MaxAppendSize:  1 << 20,
 		AuthDelay:      20 * time.Millisecond,
 		AuthMaxDelay:   200 * time.Millisecond,
 		Logger:         testLogger(e.t).With("n", i+1),
-	}, e.c.Store(i))
+	}
+	for _, f := range e.tune {
+		f(&cfg)
+	}
+	srv, err := New(cfg, e.c.Store(i))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -120,6 +125,9 @@ func mustSelect(t *testing.T, c *imapclient.Client, name string) *imap.SelectDat
 	if err != nil {
 		t.Fatalf("select %s: %v", name, err)
 	}
+	// imapclient (beta.8) signals completion before it records the
+	// selected state; wait for it so Mailbox() is usable.
+	clustertest.Eventually(t, 5*time.Second, "client selected state", func() bool { return c.Mailbox() != nil })
 	return d
 }
 

@@ -87,9 +87,21 @@ func (s *session) firstUnseen(sel *selection) uint32 {
 	return sel.st.EncodeSeqNum(sel.mb.seqOf(uid))
 }
 
+// exists checks a mailbox on local state before a proposal, so that
+// garbage never reaches the raft log. Local state holds this session's own
+// writes (read-your-writes); a mailbox created through another node a
+// moment ago may not be visible yet, and the client retries.
+func (s *session) exists(name string) error {
+	_, err := s.destination(name)
+	return err
+}
+
 // Create implements CREATE (RFC 9051 §6.3.4) with CREATE-SPECIAL-USE
 // (RFC 6154 §3).
 func (s *session) Create(name string, options *imap.CreateOptions) error {
+	if _, err := raftstore.NormalizeMailboxName(cleanName(name)); err != nil {
+		return noCode(imap.ResponseCodeCannot, "Invalid mailbox name")
+	}
 	p := &command.CreateMailbox{Account: s.account, Name: cleanName(name)}
 	if options != nil && len(options.SpecialUse) > 0 {
 		if len(options.SpecialUse) > 1 {
@@ -106,6 +118,9 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 
 // Delete implements DELETE (RFC 9051 §6.3.5).
 func (s *session) Delete(name string) error {
+	if err := s.exists(name); err != nil {
+		return s.fail(opPlain, err)
+	}
 	_, err := s.propose(&command.DeleteMailbox{Account: s.account, Name: cleanName(name)})
 	return s.fail(opPlain, err)
 }
@@ -113,12 +128,21 @@ func (s *session) Delete(name string) error {
 // Rename implements RENAME (RFC 9051 §6.3.6); renaming INBOX moves its
 // messages (done by the store).
 func (s *session) Rename(name, newName string, _ *imap.RenameOptions) error {
+	if err := s.exists(name); err != nil {
+		return s.fail(opPlain, err)
+	}
+	if _, err := raftstore.NormalizeMailboxName(cleanName(newName)); err != nil {
+		return noCode(imap.ResponseCodeCannot, "Invalid mailbox name")
+	}
 	_, err := s.propose(&command.RenameMailbox{Account: s.account, Name: cleanName(name), NewName: cleanName(newName)})
 	return s.fail(opPlain, err)
 }
 
 // Subscribe implements SUBSCRIBE (RFC 9051 §6.3.7).
 func (s *session) Subscribe(name string) error {
+	if err := s.exists(name); err != nil {
+		return s.fail(opPlain, err)
+	}
 	_, err := s.propose(&command.Subscribe{Account: s.account, Name: cleanName(name), Subscribed: true})
 	return s.fail(opPlain, err)
 }
