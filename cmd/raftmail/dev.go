@@ -209,6 +209,8 @@ func printDevInfo(exe, data string, children []*devChild) {
 	fmt.Println()
 	fmt.Println("  accounts: alice@example.test, bob@example.test (password \"password\")")
 	fmt.Println("  try:      swaks --server 127.0.0.1:2401 --protocol LMTP --to alice@example.test")
+	fmt.Println("            curl imap://127.0.0.1:1432/INBOX -u alice@example.test:password -X 'FETCH 1 BODY[]'")
+	fmt.Println("            curl pop3://127.0.0.1:1103/1 -u alice@example.test:password")
 	fmt.Printf("            %s admin user show alice@example.test\n", exe)
 	fmt.Printf("            %s cluster status\n\n", exe)
 	fmt.Println("  restart a killed node with:")

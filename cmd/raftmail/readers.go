@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/raftmail/raftmail/cluster"
+	"github.com/raftmail/raftmail/frontends/imap"
 	"github.com/raftmail/raftmail/frontends/pop3"
 )
 
@@ -37,7 +38,22 @@ func startReaders(f *nodeFlags, n *cluster.Node, logger *slog.Logger, errs chan<
 		}
 	}
 	if f.imapAddr != "" || f.imapsAddr != "" {
-		logger.Warn("IMAP is not wired into this build yet; ignoring --imap/--imaps")
+		srv, err := imap.New(imap.Config{TLS: tlsCfg, InsecureAuth: f.cfg.Dev,
+			CommandTimeout: f.cfg.CommitTimeout, Logger: logger}, n)
+		if err != nil {
+			return closers, fmt.Errorf("imap: %w", err)
+		}
+		closers = append(closers, srv.Close)
+		if f.imapAddr != "" {
+			if err := serveOn(f.imapAddr, "imap", srv.Serve, errs, logger); err != nil {
+				return closers, err
+			}
+		}
+		if f.imapsAddr != "" {
+			if err := serveOn(f.imapsAddr, "imaps", srv.ServeTLS, errs, logger); err != nil {
+				return closers, err
+			}
+		}
 	}
 	return closers, nil
 }
