@@ -31,7 +31,7 @@ func TestBadInput(t *testing.T) {
 	r.expect("a5 OK")
 
 	cases := []struct {
-		cmd  string
+		cmd string
 		// "NO", "BAD", "OK", "NOBAD" (either: go-imap beta.8 answers
 		// some parse errors, e.g. a malformed sequence set, with NO
 		// [SERVERBUG] instead of BAD), "OKBAD", or a NO response code.
