@@ -43,6 +43,7 @@ func TestMain(m *testing.M) {
 // procNode is one "raftmail node" process.
 type procNode struct {
 	id, dir, raft, api, lmtp string
+	imap, pop3               string
 	args                     []string
 	logPath                  string
 
@@ -64,10 +65,11 @@ func startProcCluster(t *testing.T, n int, extra ...string) *procCluster {
 	base := t.TempDir()
 	for i := 0; i < n; i++ {
 		nd := &procNode{id: fmt.Sprintf("n%d", i+1), dir: filepath.Join(base, fmt.Sprintf("n%d", i+1)),
-			raft: clustertest.FreeAddr(t), api: clustertest.FreeAddr(t), lmtp: clustertest.FreeAddr(t)}
+			raft: clustertest.FreeAddr(t), api: clustertest.FreeAddr(t), lmtp: clustertest.FreeAddr(t),
+			imap: clustertest.FreeAddr(t), pop3: clustertest.FreeAddr(t)}
 		nd.logPath = nd.dir + ".log"
 		nd.args = append([]string{"node", "--id", nd.id, "--data", nd.dir, "--raft", nd.raft, "--http", nd.api,
-			"--lmtp", nd.lmtp, "--dev", "--commit-timeout", "10s"}, extra...)
+			"--lmtp", nd.lmtp, "--imap", nd.imap, "--pop3", nd.pop3, "--dev", "--commit-timeout", "10s"}, extra...)
 		if i == 0 {
 			nd.args = append(nd.args, "--bootstrap")
 		} else {
