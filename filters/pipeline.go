@@ -330,6 +330,10 @@ func (s *Session) call(ctx context.Context, e *stateEntry, stage Stage, fn func(
 			v = o.v
 			if o.panicked {
 				e.busy = done // disabled from now on
+			} else if cctx.Err() != nil && !IsFailure(v) {
+				// An answer given after the deadline (a check that gave up
+				// on ctx) is a timeout, whatever it says.
+				v = Failure(fmt.Errorf("%s stage: %w", stage, cctx.Err()))
 			}
 		case <-cctx.Done():
 			select {
@@ -337,6 +341,8 @@ func (s *Session) call(ctx context.Context, e *stateEntry, stage Stage, fn func(
 				v = o.v
 				if o.panicked {
 					e.busy = done
+				} else if !IsFailure(v) {
+					v = Failure(fmt.Errorf("%s stage: %w", stage, cctx.Err()))
 				}
 			default:
 				e.busy = done

@@ -18,13 +18,15 @@ func TestBadInput(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.baseConfig(smtp.ProfileMX)
 	cfg.MaxLineLength = 4096
-	cfg.MaxConnectionsPerIP = 4
 	cfg.WriteTimeout = 500 * time.Millisecond
 	addr, _ := e.serve(cfg, nil)
 	idle := e.baseConfig(smtp.ProfileMX)
 	idle.IdleTimeout = 300 * time.Millisecond
 	idle.SessionTimeout = 1500 * time.Millisecond
 	idleAddr, _ := e.serve(idle, nil)
+	perIP := e.baseConfig(smtp.ProfileMX)
+	perIP.MaxConnectionsPerIP = 4
+	perIPAddr, _ := e.serve(perIP, nil)
 
 	alive := func(t *testing.T) {
 		t.Helper()
@@ -168,9 +170,9 @@ func TestBadInput(t *testing.T) {
 	t.Run("connections per IP", func(t *testing.T) {
 		var held []*raw
 		for i := 0; i < 4; i++ {
-			held = append(held, dialRaw(t, addr))
+			held = append(held, dialRaw(t, perIPAddr))
 		}
-		c, err := net.Dial("tcp", addr)
+		c, err := net.Dial("tcp", perIPAddr)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -345,7 +345,7 @@ func TestSubmission(t *testing.T) {
 		r.expect(235, "2.0.0")
 	})
 
-	t.Run("AUTH wrong, with growing delay", func(t *testing.T) {
+	t.Run("AUTH wrong", func(t *testing.T) {
 		cl := startTLS(t)
 		var took []time.Duration
 		for i := 0; i < 3; i++ {
@@ -354,10 +354,13 @@ func TestSubmission(t *testing.T) {
 			took = append(took, time.Since(start))
 		}
 		wantCode(t, cl.Auth(sasl.NewLoginClient("alice@example.test", "wrong")), 535, "5.7.8")
-		if took[2] < 80*time.Millisecond || took[2] < took[0] {
-			t.Fatalf("no growing delay: %v", took)
-		}
-		t.Logf("AUTH failure delays: %v", took)
+		// go-smtp's client answers each failure with "*", which the server
+		// counts as a bad command: use a fresh connection.
+		cl = startTLS(t)
+		wantCode(t, cl.Auth(sasl.NewPlainClient("bob@example.test", "alice@example.test", "alicepw")), 535, "5.7.8")
+		// The growth itself is TestAuthThrottleGrows; here it is only
+		// logged (password hashing on the nodes dominates the timing).
+		t.Logf("AUTH failure answer times (delay 20ms doubling): %v", took)
 	})
 
 	t.Run("sender spoofing refused", func(t *testing.T) {
