@@ -14,6 +14,8 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-sasl"
+
+	"github.com/raftmail/raftmail/raftstore/command"
 )
 
 const multipartMail = "From: Carol <carol@remote.test>\r\nTo: alice@example.test\r\nSubject: parts\r\n" +
@@ -393,5 +395,20 @@ func TestCopyMoveExpunge(t *testing.T) {
 	_ = cmd.Close()
 	if _, err := cmd.Wait(); imapCode(err) != imap.ResponseCodeTryCreate {
 		t.Fatalf("APPEND to missing: %v", err)
+	}
+	// Over quota: APPEND and COPY answer NO [OVERQUOTA] and store nothing.
+	e.c.Propose(0, &command.SetQuota{Address: alice, Quota: 10})
+	cmd = c.Append("INBOX", int64(len(testMail(9))), nil)
+	_, _ = cmd.Write([]byte(testMail(9)))
+	_ = cmd.Close()
+	if _, err := cmd.Wait(); imapCode(err) != codeOverQuota {
+		t.Fatalf("APPEND over quota: %v", err)
+	}
+	mustSelect(t, c, "INBOX")
+	if _, err := c.Copy(imap.SeqSetNum(1), "Archive").Wait(); imapCode(err) != codeOverQuota {
+		t.Fatalf("COPY over quota: %v", err)
+	}
+	if mb, _ := mailboxState(t, e, 0, "INBOX"); mb.Messages != 2 {
+		t.Fatalf("over-quota APPEND stored something: %d messages", mb.Messages)
 	}
 }
