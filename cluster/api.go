@@ -89,7 +89,8 @@ func (n *Node) writeFailure(w http.ResponseWriter, err error) {
 	case errors.Is(err, raftstore.ErrTooLarge):
 		writeErr(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 		return
-	case errors.Is(err, command.ErrShort), errors.Is(err, command.ErrUnknownType), errors.Is(err, errBadRequest):
+	case errors.Is(err, command.ErrShort), errors.Is(err, command.ErrUnknownType), errors.Is(err, command.ErrMalformed),
+		errors.Is(err, errBadRequest):
 		writeErr(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, raftstore.ErrClosed):

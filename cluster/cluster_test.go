@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftmail/raftmail/cluster"
 	"github.com/raftmail/raftmail/cluster/clustertest"
 	"github.com/raftmail/raftmail/raftstore"
 	"github.com/raftmail/raftmail/raftstore/command"
@@ -72,5 +73,24 @@ func TestSameKeyIsAppliedOnce(t *testing.T) {
 	c.WaitConverged(10 * time.Second)
 	if got := inboxCount(t, c, 0, "alice@example.test"); got != 1 {
 		t.Fatalf("inbox has %d messages after a retried delivery, want 1", got)
+	}
+}
+
+func TestMalformedCommandIsRefusedAtOnce(t *testing.T) {
+	c := clustertest.New(t, 3)
+	n := c.Node(c.Follower())
+	// A SetFlags whose msgpack claims a huge UID array: refused as bad
+	// input before it reaches the log, not retried until the deadline.
+	data := []byte{byte(command.TypeSetFlags), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x81, 0xa4, 'u', 'i', 'd', 's', 0xdd, 0x7f, 0xff, 0xff, 0xff}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := n.Commit(ctx, data)
+	var ae *cluster.APIError
+	if !errors.Is(err, command.ErrMalformed) && !(errors.As(err, &ae) && ae.Status == 400) {
+		t.Fatalf("malformed command: got %v, want ErrMalformed or a 400 from the leader", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("malformed command was retried for %v", d)
 	}
 }

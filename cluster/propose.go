@@ -83,7 +83,7 @@ var errNoLeader = errors.New("no known leader")
 // retryable reports whether a commit error may succeed on another try.
 func retryable(err error) bool {
 	switch {
-	case errors.Is(err, raftstore.ErrTooLarge), errors.Is(err, command.ErrShort),
+	case errors.Is(err, raftstore.ErrTooLarge), errors.Is(err, command.ErrShort), errors.Is(err, command.ErrMalformed),
 		errors.Is(err, command.ErrUnknownType), errors.Is(err, raftstore.ErrClosed),
 		errors.Is(err, errBadRequest):
 		return false
