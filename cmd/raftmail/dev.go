@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -69,6 +70,23 @@ func runDev(args []string) error {
 			args: devNodeArgs(*data, i, i == 1),
 			log:  filepath.Join(abs, fmt.Sprintf("n%d.log", i)),
 		})
+	}
+	tlsDir := filepath.Join(abs, "tls")
+	if _, err := loadTLS("", "", true, tlsDir); err != nil {
+		return err
+	}
+	cert, key := filepath.Join(tlsDir, "cert.pem"), filepath.Join(tlsDir, "key.pem")
+	nodes := "http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083"
+	for _, fe := range []struct{ name, profile, listen, tlsListen string }{
+		{"mx", "mx", "127.0.0.1:2525", ""},
+		{"submission", "submission", "127.0.0.1:5870", "127.0.0.1:4650"},
+	} {
+		args := []string{"frontend", "--profile", fe.profile, "--listen", fe.listen, "--nodes", nodes,
+			"--dev", "--hostname", "localhost", "--tls-cert", cert, "--tls-key", key}
+		if fe.tlsListen != "" {
+			args = append(args, "--tls-listen", fe.tlsListen)
+		}
+		children = append(children, &devChild{name: fe.name, args: args, log: filepath.Join(abs, fe.name+".log")})
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -196,24 +214,44 @@ func devSetup(ctx context.Context) error {
 	if _, err := c.Commit(ctx, api, data); err != nil {
 		return fmt.Errorf("probe commit: %w", err)
 	}
+	for _, addr := range []string{"127.0.0.1:2525", "127.0.0.1:5870", "127.0.0.1:4650"} {
+		for {
+			conn, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				conn.Close()
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("frontend on %s did not start (see data/mx.log, data/submission.log): %v", addr, err)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
 	return nil
 }
 
 func printDevInfo(exe, data string, children []*devChild) {
 	fmt.Printf("raftmail dev: 3 nodes, data in %s\n\n", data)
 	fmt.Println("  node  raft            api                    lmtp            imap            pop3            log")
-	for i, c := range children {
+	for i, c := range children[:3] {
 		n := i + 1
 		fmt.Printf("  n%d    127.0.0.1:700%d  http://127.0.0.1:808%d  127.0.0.1:240%d  127.0.0.1:143%d  127.0.0.1:110%d  %s\n", n, n, n, n, n, n, c.log)
 	}
 	fmt.Println()
+	fmt.Printf("  SMTP MX frontend:         127.0.0.1:2525 (STARTTLS)                log %s\n", children[3].log)
+	fmt.Printf("  SMTP submission frontend: 127.0.0.1:5870 (STARTTLS), 127.0.0.1:4650 (TLS), AUTH   log %s\n", children[4].log)
+	fmt.Printf("  self-signed certificate:  %s\n", filepath.Join(data, "tls", "cert.pem"))
+	fmt.Println()
 	fmt.Println("  accounts: alice@example.test, bob@example.test (password \"password\")")
-	fmt.Println("  try:      swaks --server 127.0.0.1:2401 --protocol LMTP --to alice@example.test")
+	fmt.Println("  try:      swaks --server 127.0.0.1:2525 --to alice@example.test")
+	fmt.Println("            swaks --server 127.0.0.1:5870 -tls --auth PLAIN --auth-user alice@example.test --auth-password password --from alice@example.test --to bob@example.test")
+	fmt.Println("            swaks --server 127.0.0.1:2401 --protocol LMTP --to alice@example.test")
 	fmt.Println("            curl imap://127.0.0.1:1432/INBOX -u alice@example.test:password -X 'FETCH 1 BODY[]'")
 	fmt.Println("            curl pop3://127.0.0.1:1103/1 -u alice@example.test:password")
 	fmt.Printf("            %s admin user show alice@example.test\n", exe)
 	fmt.Printf("            %s cluster status\n\n", exe)
-	fmt.Println("  restart a killed node with:")
+	fmt.Println("  restart a killed child with:")
 	for _, c := range children {
 		fmt.Printf("    %s %s\n", exe, strings.Join(c.args, " "))
 	}
