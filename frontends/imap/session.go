@@ -80,9 +80,11 @@ func (s *session) Close() error {
 	return nil
 }
 
-// bye ends the connection from another goroutine (registry).
+// bye ends the connection from another goroutine (registry). It runs
+// asynchronously: writing the BYE may block behind a slow client's pending
+// output, and the feed goroutine must never wait on one client.
 func (s *session) bye(text string) {
-	_ = s.conn.Bye(text)
+	go func() { _ = s.conn.Bye(text) }()
 }
 
 // ---- authentication (RFC 9051 §6.2) ----
