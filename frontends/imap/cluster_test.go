@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/raftmail/raftmail/cluster/clustertest"
+	"github.com/raftmail/raftmail/frontends"
 )
 
 // waitFor polls cond every 5ms until it holds or d passes; it returns how
@@ -163,5 +164,32 @@ func TestFollowerReadsAndWriteFailover(t *testing.T) {
 	}
 	if _, err := a.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Flags: true}).Collect(); err != nil {
 		t.Fatalf("read without quorum: %v", err)
+	}
+}
+
+// TestSpamLandsInJunk: a delivery the filters tagged as spam shows up in
+// Junk with $Junk, on another node's IMAP.
+func TestSpamLandsInJunk(t *testing.T) {
+	e := newEnv(t, 2)
+	n := e.c.Node(0)
+	cmd, err := frontends.NewDeliver(n.Codec(), frontends.Envelope{From: "spam@remote.test", Rcpts: []string{alice}, Junk: true}, []byte(testMail(7)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := frontends.CommitDeliver(ctxTimeout(t, 20*time.Second), n, cmd)
+	if err != nil || res.Err() != nil {
+		t.Fatalf("deliver: %v %v", err, res.Err())
+	}
+	e.c.WaitApplied(res.Index)
+	c := e.login(1, nil)
+	if d := mustSelect(t, c, "Junk"); d.NumMessages != 1 {
+		t.Fatalf("Junk has %d messages", d.NumMessages)
+	}
+	msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Flags: true, Envelope: true}).Collect()
+	if err != nil || !slices.Contains(msgs[0].Flags, imap.FlagJunk) || msgs[0].Envelope.Subject != "message 7" {
+		t.Fatalf("junk message: %+v %v", msgs, err)
+	}
+	if d := mustSelect(t, c, "INBOX"); d.NumMessages != 0 {
+		t.Fatalf("spam reached INBOX")
 	}
 }
