@@ -21,7 +21,10 @@ type Codec struct {
 // NewCodec builds a codec whose decoder refuses output above maxBody bytes
 // (zstd's default limit is 64 GiB, a decompression bomb's friend).
 func NewCodec(maxBody int64) (*Codec, error) {
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(4))
+	// SpeedFastest: measured on the shared corpus (docs/storage.md) it is
+	// 2.3× faster than SpeedDefault for a 4% larger output (ratio 2.53
+	// against 2.63), and compression runs on every delivery.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(4))
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
