@@ -5,20 +5,19 @@
 package lmtp
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/raftmail/raftmail/frontends"
+	"github.com/raftmail/raftmail/frontends/smtputil"
 	"github.com/raftmail/raftmail/raftstore"
 )
 
@@ -256,40 +255,12 @@ func rcptError(err error) error {
 	return errTemp
 }
 
-// readMessage reads the DATA body, refusing what a mailbox must not store:
-// NUL bytes and bare LF (RFC 5321 §2.3.8, SMTP smuggling). It prepends the
+// readMessage reads the DATA body under the store's rules and prepends the
 // Return-Path header of final delivery (RFC 5321 §4.4).
 func readMessage(r io.Reader, from string) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteString("Return-Path: <" + from + ">\r\n")
-	if _, err := buf.ReadFrom(r); err != nil {
-		var se *smtp.SMTPError
-		switch {
-		case errors.As(err, &se):
-			return nil, se
-		case errors.Is(err, smtp.ErrTooLongLine):
-			return nil, &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line too long"}
-		}
-		return nil, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Error reading message"}
+	raw, err := smtputil.ReadMessage(r)
+	if err != nil {
+		return nil, err
 	}
-	raw := buf.Bytes()
-	if bytes.IndexByte(raw, 0) >= 0 {
-		return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message contains NUL bytes"}
-	}
-	if hasBareLF(raw) {
-		return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message contains bare LF line endings"}
-	}
-	if len(bytes.TrimSpace(raw)) == 0 || !strings.Contains(string(raw[:min(len(raw), 1<<16)]), ":") {
-		return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message has no header"}
-	}
-	return raw, nil
-}
-
-func hasBareLF(b []byte) bool {
-	for i := 0; i < len(b); i++ {
-		if b[i] == '\n' && (i == 0 || b[i-1] != '\r') {
-			return true
-		}
-	}
-	return false
+	return append([]byte("Return-Path: <"+from+">\r\n"), raw...), nil
 }

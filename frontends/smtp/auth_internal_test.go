@@ -41,10 +41,3 @@ func TestLoginServer(t *testing.T) {
 	}
 }
 
-func TestHasBareLF(t *testing.T) {
-	for in, want := range map[string]bool{"a\r\nb\r\n": false, "a\nb": true, "\n": true, "a\r\n\n": true, "": false, "abc": false} {
-		if got := hasBareLF([]byte(in)); got != want {
-			t.Errorf("%q: got %v", in, got)
-		}
-	}
-}

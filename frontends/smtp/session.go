@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/raftmail/raftmail/filters"
+	"github.com/raftmail/raftmail/frontends/smtputil"
 	"github.com/raftmail/raftmail/raftstore"
 )
 
@@ -268,7 +269,7 @@ func (ss *session) Data(r io.Reader) error {
 		tx.rcpts = append([]string(nil), ss.tx.rcpts...)
 	}
 	ss.mu.Unlock()
-	raw, err := readMessage(r)
+	raw, err := smtputil.ReadMessage(r)
 	if err != nil {
 		_, _ = io.Copy(io.Discard, r)
 		return err

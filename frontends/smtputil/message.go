@@ -1,0 +1,56 @@
+// Package smtputil holds what the SMTP and LMTP servers share on top of
+// go-smtp: reading a message body under the rules of a mailbox store.
+package smtputil
+
+import (
+	"bytes"
+	"errors"
+	"io"
+
+	"github.com/emersion/go-smtp"
+)
+
+// ReadMessage reads a DATA or BDAT body, refusing what a mailbox must not
+// store: NUL bytes, bare LF line endings (RFC 5321 §2.3.8; SMTP smuggling)
+// and a message without a header. Errors are *smtp.SMTPError (or
+// smtp.ErrDataReset for an aborted BDAT), ready to return from a session.
+func ReadMessage(r io.Reader) ([]byte, error) {
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(r); err != nil {
+		var se *smtp.SMTPError
+		switch {
+		case errors.As(err, &se):
+			return nil, se // ErrDataTooLarge: 552 5.3.4
+		case errors.Is(err, smtp.ErrTooLongLine):
+			return nil, &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line too long"}
+		case errors.Is(err, smtp.ErrDataReset):
+			return nil, err
+		}
+		return nil, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Error reading message"}
+	}
+	raw := buf.Bytes()
+	switch {
+	case bytes.IndexByte(raw, 0) >= 0:
+		return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message contains NUL bytes"}
+	case HasBareLF(raw):
+		return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message contains bare LF line endings"}
+	case len(bytes.TrimSpace(raw)) == 0 || !bytes.Contains(raw[:min(len(raw), 1<<16)], []byte(":")):
+		return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message has no header"}
+	}
+	return raw, nil
+}
+
+// HasBareLF reports whether b has an LF not preceded by CR.
+func HasBareLF(b []byte) bool {
+	for i := bytes.IndexByte(b, '\n'); i >= 0; {
+		if i == 0 || b[i-1] != '\r' {
+			return true
+		}
+		j := bytes.IndexByte(b[i+1:], '\n')
+		if j < 0 {
+			return false
+		}
+		i += j + 1
+	}
+	return false
+}

@@ -1,0 +1,41 @@
+package smtputil
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+)
+
+func TestHasBareLF(t *testing.T) {
+	for in, want := range map[string]bool{"a\r\nb\r\n": false, "a\nb": true, "\n": true, "a\r\n\n": true, "": false, "abc": false} {
+		if got := HasBareLF([]byte(in)); got != want {
+			t.Errorf("%q: got %v", in, got)
+		}
+	}
+}
+
+func TestReadMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		code     int
+	}{
+		{"good", "Subject: x\r\n\r\nbody\r\n", 0},
+		{"NUL", "Subject: x\r\n\r\nnul \x00\r\n", 554},
+		{"bare LF", "Subject: x\r\n\r\na\nb\r\n", 554},
+		{"no header", "just text without a colon\r\n", 554},
+		{"empty", "\r\n", 554},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := ReadMessage(strings.NewReader(tc.in))
+			var se *smtp.SMTPError
+			switch {
+			case tc.code == 0 && (err != nil || string(raw) != tc.in):
+				t.Fatalf("got %q, %v", raw, err)
+			case tc.code != 0 && (!errors.As(err, &se) || se.Code != tc.code):
+				t.Fatalf("got %v, want %d", err, tc.code)
+			}
+		})
+	}
+}
