@@ -40,4 +40,3 @@ func TestLoginServer(t *testing.T) {
 		t.Fatalf("%v %v %q %q", done, err, gotUser, gotPass)
 	}
 }
-
