@@ -13,6 +13,7 @@ import (
 	"github.com/raftmail/raftmail/cluster/clustertest"
 	"github.com/raftmail/raftmail/frontends"
 	"github.com/raftmail/raftmail/frontends/lmtp"
+	"github.com/raftmail/raftmail/frontends/smtp"
 	"github.com/raftmail/raftmail/raftstore"
 	"github.com/raftmail/raftmail/raftstore/command"
 )
@@ -136,5 +137,66 @@ func BenchmarkRaftCeiling(b *testing.B) {
 				rc.Close()
 			}
 		})
+	}
+}
+
+// smtpFrontends starts n MX frontends (in this process) in front of the
+// cluster's node APIs, as "raftmail frontend" would.
+func smtpFrontends(b *testing.B, c *clustertest.Cluster, n int) []string {
+	var nodes []string
+	for i := 0; i < c.N(); i++ {
+		nodes = append(nodes, c.Node(i).APIURL())
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var addrs []string
+	for i := 0; i < n; i++ {
+		committer, err := smtp.NewNodesCommitter(smtp.NodesConfig{Nodes: append([]string(nil), nodes...), Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv, err := smtp.New(smtp.Config{Profile: smtp.ProfileMX, Hostname: "mx.bench", MaxConnectionsPerIP: 1000,
+			MaxConnections: 1000, Logger: quiet}, committer, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() { _ = srv.Serve(ln) }()
+		b.Cleanup(func() { srv.Close() })
+		addrs = append(addrs, ln.Addr().String())
+	}
+	return addrs
+}
+
+// BenchmarkSMTPDeliver measures deliveries through one and two stateless MX
+// frontends (SMTP in, body compressed on the frontend, committed through a
+// node's API) into the same kind of 3-node cluster; compare with
+// BenchmarkLMTPDeliver (straight to the nodes) in the same run.
+func BenchmarkSMTPDeliver(b *testing.B) {
+	for _, p := range payloads(b) {
+		for _, fes := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/frontends=%d", p.name, fes), func(pb *testing.B) {
+				var once sync.Once
+				var addrs []string
+				for _, conc := range []int{1, 16, 64} {
+					pb.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
+						once.Do(func() {
+							c := clustertest.New(pb, 3)
+							for u := 0; u < users; u++ {
+								c.AddAccount(fmt.Sprintf("u%d@example.test", u), "pw")
+							}
+							addrs = smtpFrontends(pb, c, fes)
+						})
+						s := RunLMTP(context.Background(), LMTPLoad{
+							SMTP: true, Targets: addrs, Concurrency: conc, Total: b.N, Message: p.msg,
+							Rcpt: func(seq int64) string { return fmt.Sprintf("u%d@example.test", seq%users) },
+						})
+						report(b, s)
+					})
+				}
+			})
+		}
 	}
 }

@@ -12,8 +12,10 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// LMTPLoad describes an LMTP delivery load.
+// LMTPLoad describes an LMTP (or, with SMTP set, SMTP) delivery load.
 type LMTPLoad struct {
+	// SMTP speaks SMTP (EHLO) instead of LMTP (LHLO).
+	SMTP bool
 	// Targets are LMTP addresses; connections spread over them.
 	Targets []string
 	// Concurrency is the number of connections sending at once.
@@ -56,7 +58,7 @@ func RunLMTP(ctx context.Context, l LMTPLoad) Summary {
 				}
 				if c == nil {
 					var err error
-					if c, err = dialLMTP(l.Targets[(w+int(seq))%len(l.Targets)]); err != nil {
+					if c, err = dial(l.Targets[(w+int(seq))%len(l.Targets)], l.SMTP); err != nil {
 						rec.Fail("connect")
 						time.Sleep(50 * time.Millisecond) // back off a refused connection
 						continue
@@ -79,12 +81,15 @@ func RunLMTP(ctx context.Context, l LMTPLoad) Summary {
 	return rec.Summary()
 }
 
-func dialLMTP(addr string) (*smtp.Client, error) {
+func dial(addr string, smtpProto bool) (*smtp.Client, error) {
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	c := smtp.NewClientLMTP(conn)
+	if smtpProto {
+		c = smtp.NewClient(conn)
+	}
 	if err := c.Hello("bench.local"); err != nil {
 		c.Close()
 		return nil, err
