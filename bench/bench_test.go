@@ -7,8 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/raftmail/raftmail/cluster/clustertest"
 	"github.com/raftmail/raftmail/frontends"
@@ -44,9 +48,16 @@ func payloads(b *testing.B) []payload {
 	}
 }
 
+// storeConfig is the benchmark clusters' store configuration:
+// RAFTMAIL_BENCH_STATE_NOSYNC=1 drops the state file's fsync per batch, to
+// measure what it costs.
+func storeConfig() raftstore.Config {
+	return raftstore.Config{StateNoSync: os.Getenv("RAFTMAIL_BENCH_STATE_NOSYNC") != ""}
+}
+
 // lmtpCluster starts a 3-node cluster with LMTP on every node and users.
 func lmtpCluster(b *testing.B) []string {
-	c := clustertest.New(b, 3)
+	c := clustertest.New(b, 3, clustertest.Options{Store: storeConfig()})
 	for u := 0; u < users; u++ {
 		c.AddAccount(fmt.Sprintf("u%d@example.test", u), "pw")
 	}
@@ -60,6 +71,11 @@ func lmtpCluster(b *testing.B) []string {
 		go func() { _ = srv.Serve(ln) }()
 		b.Cleanup(func() { srv.Close() })
 		addrs = append(addrs, ln.Addr().String())
+	}
+	// RAFTMAIL_BENCH_LEADER_ONLY=1 sends every delivery to the leader's
+	// LMTP, to measure what forwarding from followers costs.
+	if os.Getenv("RAFTMAIL_BENCH_LEADER_ONLY") != "" {
+		return addrs[c.WaitLeader() : c.WaitLeader()+1]
 	}
 	return addrs
 }
@@ -85,7 +101,7 @@ func BenchmarkLMTPDeliver(b *testing.B) {
 			// so it outlives each sub-benchmark's trial runs.
 			var once sync.Once
 			var addrs []string
-			for _, conc := range []int{1, 16, 64} {
+			for _, conc := range concurrencies() {
 				pb.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
 					once.Do(func() { addrs = lmtpCluster(pb) })
 					s := RunLMTP(context.Background(), LMTPLoad{
@@ -122,7 +138,7 @@ func BenchmarkRaftCeiling(b *testing.B) {
 			}
 			var once sync.Once
 			var rc *RawCluster
-			for _, conc := range []int{1, 16, 64} {
+			for _, conc := range concurrencies() {
 				pb.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
 					once.Do(func() {
 						if rc, err = NewRawCluster(pb.TempDir()); err != nil {
@@ -180,10 +196,10 @@ func BenchmarkSMTPDeliver(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/frontends=%d", p.name, fes), func(pb *testing.B) {
 				var once sync.Once
 				var addrs []string
-				for _, conc := range []int{1, 16, 64} {
+				for _, conc := range concurrencies() {
 					pb.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
 						once.Do(func() {
-							c := clustertest.New(pb, 3)
+							c := clustertest.New(pb, 3, clustertest.Options{Store: storeConfig()})
 							for u := 0; u < users; u++ {
 								c.AddAccount(fmt.Sprintf("u%d@example.test", u), "pw")
 							}
@@ -199,4 +215,88 @@ func BenchmarkSMTPDeliver(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkStoreApply measures raftstore alone: the leader's Store.Apply of
+// the Deliver commands the LMTP path would propose (parsed and compressed
+// beforehand), without any protocol, from many goroutines. Between
+// BenchmarkRaftCeiling and BenchmarkLMTPDeliver it tells how much the FSM
+// costs and how much the protocol path costs.
+func BenchmarkStoreApply(b *testing.B) {
+	codec, err := raftstore.NewCodec(64 << 20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer codec.Close()
+	for _, p := range payloads(b) {
+		b.Run(p.name, func(pb *testing.B) {
+			cmds := make([]*command.Command, 256)
+			for i := range cmds {
+				if cmds[i], err = frontends.NewDeliver(codec, frontends.Envelope{From: "bench@remote.test",
+					Rcpts: []string{fmt.Sprintf("u%d@example.test", i%users)}}, p.msg(int64(i))); err != nil {
+					pb.Fatal(err)
+				}
+			}
+			var once sync.Once
+			var st *raftstore.Store
+			for _, conc := range concurrencies() {
+				pb.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
+					once.Do(func() {
+						c := clustertest.New(pb, 3, clustertest.Options{Store: storeConfig()})
+						for u := 0; u < users; u++ {
+							c.AddAccount(fmt.Sprintf("u%d@example.test", u), "pw")
+						}
+						st = c.Leader().Store()
+					})
+					rec := NewRecorder()
+					var next atomic.Int64
+					var wg sync.WaitGroup
+					for w := 0; w < conc; w++ {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for {
+								seq := next.Add(1)
+								if seq > int64(b.N) {
+									return
+								}
+								cmd := *cmds[seq%int64(len(cmds))]
+								cmd.Key = frontends.NewKey()
+								data, err := command.Marshal(&cmd)
+								if err != nil {
+									b.Error(err)
+									return
+								}
+								start := time.Now()
+								if _, err := st.Apply(context.Background(), data); err != nil {
+									rec.Fail("apply")
+									continue
+								}
+								rec.Ok(time.Since(start), len(data))
+							}
+						}()
+					}
+					wg.Wait()
+					rec.Stop()
+					report(b, rec.Summary())
+				})
+			}
+		})
+	}
+}
+
+// concurrencies are the client counts each benchmark runs (RAFTMAIL_BENCH_C
+// overrides, e.g. "64,128").
+func concurrencies() []int {
+	v := os.Getenv("RAFTMAIL_BENCH_C")
+	if v == "" {
+		return []int{1, 16, 64}
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
 }

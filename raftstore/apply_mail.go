@@ -306,7 +306,8 @@ func (t *txn) ensureBlob(b *command.Blob) error {
 	}
 	bi := blobInfo{Size: b.Size, CSize: int64(len(b.Data)), Meta: b.Meta, Chunks: b.Chunks}
 	if b.Chunks == 0 {
-		t.put(bBlobs, b.ID[:], b.Data)
+		bi.Num = t.nextCounter(kNextBlobNum)
+		t.put(bBlobs, u64(bi.Num), b.Data)
 	} else {
 		bi.CSize = 0
 		for seq := uint32(0); seq < b.Chunks; seq++ {
@@ -380,7 +381,9 @@ func (t *txn) unrefBlob(id [32]byte) {
 		return
 	}
 	t.del(bBlobInfo, id[:])
-	t.del(bBlobs, id[:])
+	if bi.Num != 0 {
+		t.del(bBlobs, u64(bi.Num))
+	}
 	for seq := uint32(0); seq < bi.Chunks; seq++ {
 		t.del(bChunks, chunkKey(id, seq))
 	}

@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -27,7 +28,9 @@ func BenchmarkApplyBatch(b *testing.B) {
 				index := uint64(0)
 				next := func(p command.Payload) *raft.Log {
 					index++
-					data, err := command.Marshal(&command.Command{Time: t0 + int64(index), Key: fmt.Sprint("k", index), Payload: p})
+					// Random-looking keys, as frontends make them (hex of 128 bits).
+					key := fmt.Sprintf("%x", sha256.Sum256([]byte(fmt.Sprint(index))))[:32]
+					data, err := command.Marshal(&command.Command{Time: t0 + int64(index), Key: key, Payload: p})
 					if err != nil {
 						b.Fatal(err)
 					}

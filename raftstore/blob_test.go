@@ -45,7 +45,7 @@ func TestBlobDedupeRefcount(t *testing.T) {
 	if n, refs := blobStats(t, s.ref); n != 1 || refs != 50 {
 		t.Fatalf("after delivery: %d bodies, %d refs; want 1, 50", n, refs)
 	}
-	if got := bucketBytes(t, s.ref, bBlobs); got != 32+len(b.Data) {
+	if got := bucketBytes(t, s.ref, bBlobs); got != 8+len(b.Data) {
 		t.Fatalf("blobs bucket holds %d bytes, want one body of %d", got, 32+len(b.Data))
 	}
 	// The body reads back whole.

@@ -3,6 +3,7 @@ package raftstore
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -264,7 +265,7 @@ func checkState(f *fsm) error {
 			}
 			delete(refs, id)
 			if bi.Chunks == 0 {
-				if d := tx.Bucket(bBlobs).Get(k); int64(len(d)) != bi.CSize {
+				if d := tx.Bucket(bBlobs).Get(u64(bi.Num)); int64(len(d)) != bi.CSize {
 					return fmt.Errorf("blob %x: %d stored bytes, info says %d", k[:8], len(d), bi.CSize)
 				}
 			} else {
@@ -288,12 +289,32 @@ func checkState(f *fsm) error {
 		for id, n := range refs {
 			return fmt.Errorf("%d messages reference blob %x without blobinfo", n, id[:8])
 		}
-		return tx.Bucket(bBlobs).ForEach(func(k, v []byte) error {
-			if tx.Bucket(bBlobInfo).Get(k) == nil {
-				return fmt.Errorf("orphan body %x in blobs", k[:8])
+		// Every stored body is claimed by exactly one blobinfo and hashes
+		// to that blob's ID.
+		owner := map[uint64][32]byte{}
+		err = tx.Bucket(bBlobInfo).ForEach(func(k, v []byte) error {
+			var bi blobInfo
+			if err := decode(v, &bi); err != nil {
+				return err
 			}
-			if sha := sha256.Sum256(mustDecompress(v)); !bytes.Equal(sha[:], k) {
-				return fmt.Errorf("body %x does not hash to its key", k[:8])
+			if bi.Chunks == 0 {
+				if _, dup := owner[bi.Num]; dup {
+					return fmt.Errorf("blob number %d claimed twice", bi.Num)
+				}
+				owner[bi.Num] = [32]byte(k)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bBlobs).ForEach(func(k, v []byte) error {
+			id, ok := owner[binary.BigEndian.Uint64(k)]
+			if !ok {
+				return fmt.Errorf("orphan body %x in blobs", k)
+			}
+			if sha := sha256.Sum256(mustDecompress(v)); sha != id {
+				return fmt.Errorf("body %x does not hash to its blob %x", k, id[:8])
 			}
 			return nil
 		})

@@ -166,13 +166,16 @@ func (r *ReadTx) CompressedBody(id [32]byte) ([]byte, error) {
 // compressed returns a blob's zstd bytes: bbolt memory for an inline blob
 // (valid in this transaction only), a fresh buffer for a chunked one.
 func (r *ReadTx) compressed(id [32]byte) ([]byte, error) {
-	if c := r.tx.Bucket(bBlobs).Get(id[:]); c != nil {
-		return c, nil
-	}
 	t := &txn{tx: r.tx}
 	bi, ok := t.blobInfo(id)
-	if !ok || bi.Chunks == 0 {
+	if !ok {
 		return nil, errf(ErrNoSuchMessage, "blob %x", id[:8])
+	}
+	if bi.Chunks == 0 {
+		if c := r.tx.Bucket(bBlobs).Get(u64(bi.Num)); c != nil {
+			return c, nil
+		}
+		return nil, errf(ErrNoSuchMessage, "blob %x: body missing", id[:8])
 	}
 	out := make([]byte, 0, bi.CSize)
 	for seq := uint32(0); seq < bi.Chunks; seq++ {
