@@ -83,6 +83,10 @@ func (t *txn) apply(c *command.Command) Result {
 		return t.lease(p)
 	case *command.BlobChunk:
 		return t.blobChunk(p)
+	case *command.BayesTrain:
+		return t.bayesTrain(p)
+	case *command.BayesReset:
+		return t.bayesReset()
 	case *command.Noop, command.Unknown:
 		return Result{}
 	}

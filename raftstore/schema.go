@@ -27,9 +27,11 @@ var (
 	bDedupeAge = []byte("dedupe_age") // time(8) key → empty
 	bNodes     = []byte("nodes")      // node id → Node
 	bLeases    = []byte("leases")     // name → leaseRec
+	bBayes     = []byte("bayes")      // token(8) → spam(4) ham(4) counts (apply_bayes.go)
+	bBayesSeen = []byte("bayes_seen") // trained message id → class byte
 
 	allBuckets = [][]byte{bMeta, bDomains, bAccounts, bAliases, bMailboxes, bMboxNames,
-		bMessages, bBlobs, bBlobInfo, bChunks, bChunkAge, bDedupe, bDedupeAge, bNodes, bLeases}
+		bMessages, bBlobs, bBlobInfo, bChunks, bChunkAge, bDedupe, bDedupeAge, bNodes, bLeases, bBayes, bBayesSeen}
 )
 
 // Keys in bMeta.

@@ -47,6 +47,14 @@ const (
 	TypeLease         Type = 19
 	TypeNoop          Type = 20
 	TypeBlobChunk     Type = 21
+	TypeBayesTrain    Type = 22
+	TypeBayesReset    Type = 23
+	TypeQueueAdd      Type = 24
+	TypeQueueAttempt  Type = 25
+	TypeQueueResult   Type = 26
+	TypeQueueAdmin    Type = 27
+	TypeQueueDSN      Type = 28
+	TypeSetDKIMKey    Type = 29
 )
 
 // IgnoreUnknown is set on types that a node which does not know them may skip
@@ -218,6 +226,22 @@ func newPayload(t Type) Payload {
 		return &Noop{}
 	case TypeBlobChunk:
 		return &BlobChunk{}
+	case TypeBayesTrain:
+		return &BayesTrain{}
+	case TypeBayesReset:
+		return &BayesReset{}
+	case TypeQueueAdd:
+		return &QueueAdd{}
+	case TypeQueueAttempt:
+		return &QueueAttempt{}
+	case TypeQueueResult:
+		return &QueueResult{}
+	case TypeQueueAdmin:
+		return &QueueAdmin{}
+	case TypeQueueDSN:
+		return &QueueDSN{}
+	case TypeSetDKIMKey:
+		return &SetDKIMKey{}
 	}
 	return nil
 }

@@ -78,6 +78,26 @@ var fixtures = []struct {
 	{"noop", TypeNoop, &Command{Time: fixedTime, Key: "", Payload: &Noop{}}},
 	{"blob_chunk", TypeBlobChunk, &Command{Time: fixedTime, Key: "k-chunk", Payload: &BlobChunk{
 		ID: blobID(2), Seq: 2, Data: []byte{9, 8, 7}}}},
+	{"bayes_train", TypeBayesTrain, &Command{Time: fixedTime, Key: "k-bayes", Payload: &BayesTrain{
+		Spam: true, Untrain: true, Msgs: []BayesMsg{{ID: []byte{1, 2, 3}, Tokens: []uint64{1, 0xfedcba9876543210}}}}}},
+	{"bayes_reset", TypeBayesReset, &Command{Time: fixedTime, Key: "k-bayes-reset", Payload: &BayesReset{}}},
+	{"queue_add", TypeQueueAdd, &Command{Time: fixedTime, Key: "k-qadd", Payload: &QueueAdd{
+		From: "a@example.org", Rcpts: []QueueRcpt{{Addr: "x@remote.test", Notify: []string{"SUCCESS", "FAILURE"}, ORcpt: "rfc822;x@remote.test"}},
+		Local: []string{"b@example.org"}, Blob: Blob{ID: blobID(4), Size: 20, Data: []byte("q")},
+		Ret: "HDRS", EnvID: "env-1", Account: "a@example.org"}}},
+	{"queue_attempt", TypeQueueAttempt, &Command{Time: fixedTime, Key: "k-qattempt", Payload: &QueueAttempt{
+		Items: []QueueItem{{ID: 7, Domain: "remote.test"}}, Holder: "n1/ab", Attempt: "n1/ab/3",
+		Now: fixedTime, Until: fixedTime + int64(time.Minute), Takeover: true}}},
+	{"queue_result", TypeQueueResult, &Command{Time: fixedTime, Key: "k-qresult", Payload: &QueueResult{
+		ID: 7, Attempt: "n1/ab/3", Now: fixedTime, NextAttempt: fixedTime + int64(time.Hour),
+		Rcpts: []QueueRcptResult{{Addr: "x@remote.test", Outcome: OutcomeTempFail, Code: 451, Status: "4.3.0",
+			Reply: "try later", MTA: "mx.remote.test", Relayed: true}}}}},
+	{"queue_admin", TypeQueueAdmin, &Command{Time: fixedTime, Key: "k-qadmin", Payload: &QueueAdmin{
+		ID: 7, Op: QueueBounce, Now: fixedTime, Reason: "operator"}}},
+	{"queue_dsn", TypeQueueDSN, &Command{Time: fixedTime, Key: "k-qdsn", Payload: &QueueDSN{
+		ID: 7, Rcpts: []string{"x@remote.test"}, Blob: Blob{ID: blobID(5), Size: 30, Data: []byte("d")}}}},
+	{"set_dkim_key", TypeSetDKIMKey, &Command{Time: fixedTime, Key: "k-dkim", Payload: &SetDKIMKey{
+		Domain: "example.org", Selector: "s1", Algo: "ed25519", Key: []byte{1, 2, 3}, Remove: true}}},
 }
 
 // TestTypeNumbers pins the type numbers: they are part of the log format.
@@ -85,7 +105,9 @@ func TestTypeNumbers(t *testing.T) {
 	want := map[Type]uint8{TypeDeliver: 1, TypeAppend: 2, TypeSetFlags: 3, TypeExpunge: 4, TypeCopy: 5,
 		TypeCreateMailbox: 6, TypeDeleteMailbox: 7, TypeRenameMailbox: 8, TypeSubscribe: 9, TypeAddDomain: 10,
 		TypeRemoveDomain: 11, TypeAddAccount: 12, TypeRemoveAccount: 13, TypeSetPassword: 14, TypeSetQuota: 15,
-		TypeAddAlias: 16, TypeRemoveAlias: 17, TypeSetNode: 18, TypeLease: 19, TypeNoop: 20, TypeBlobChunk: 21}
+		TypeAddAlias: 16, TypeRemoveAlias: 17, TypeSetNode: 18, TypeLease: 19, TypeNoop: 20, TypeBlobChunk: 21,
+		TypeBayesTrain: 22, TypeBayesReset: 23,
+		TypeQueueAdd: 24, TypeQueueAttempt: 25, TypeQueueResult: 26, TypeQueueAdmin: 27, TypeQueueDSN: 28, TypeSetDKIMKey: 29}
 	for typ, n := range want {
 		if uint8(typ) != n {
 			t.Errorf("type %d renumbered to %d", n, typ)
@@ -294,7 +316,7 @@ func TestUnknownType(t *testing.T) {
 		wantErr bool
 	}{
 		{"zero", 0, true},
-		{"next free number", byte(TypeBlobChunk) + 1, true},
+		{"unassigned number", 100, true},
 		{"max without bit", 0x7f, true},
 		{"skippable", 0x80 | 60, false},
 		{"skippable max", 0xff, false},
