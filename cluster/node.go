@@ -15,6 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/raftmail/raftmail/frontends"
 	"github.com/raftmail/raftmail/raftstore"
 	"github.com/raftmail/raftmail/raftstore/command"
@@ -52,6 +55,15 @@ type Config struct {
 	Store raftstore.Config
 	// Logger receives structured logs.
 	Logger *slog.Logger
+	// TLS, when set, runs the raft transport and the API over mutual TLS
+	// (tls.go); callers with a certificate of the cluster CA need no token.
+	TLS *MutualTLS
+	// Metrics, when set, receives the node's Prometheus collectors and is
+	// served at /metrics (metrics.go).
+	Metrics *prometheus.Registry
+	// ReadyMaxLag is the applied lag in entries up to which /readyz
+	// answers ready (default 1000).
+	ReadyMaxLag uint64
 }
 
 func (c *Config) setDefaults() {
@@ -60,6 +72,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.ReadyMaxLag == 0 {
+		c.ReadyMaxLag = 1000
 	}
 }
 
@@ -76,13 +91,14 @@ func (c *Config) Validate() error {
 
 // Node is one mailbox node. It implements frontends.Store.
 type Node struct {
-	cfg    Config
-	logger *slog.Logger
-	store  *raftstore.Store
-	client *Client
-	api    *http.Server
-	apiLn  net.Listener
-	apiURL string
+	cfg     Config
+	logger  *slog.Logger
+	store   *raftstore.Store
+	client  *Client
+	api     *http.Server
+	apiLn   net.Listener
+	apiURL  string
+	metrics *nodeMetrics
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -101,11 +117,19 @@ func Open(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := cfg.listenAPI()
 	if err != nil {
-		return nil, fmt.Errorf("api listen %s: %w", cfg.HTTPAddr, err)
+		return nil, err
 	}
 	sc := cfg.Store
+	if sc.Transport, err = cfg.raftTransport(); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	metrics := newNodeMetrics(cfg.Metrics)
+	if metrics != nil {
+		sc.Observer = metrics
+	}
 	sc.ID, sc.Dir, sc.RaftAddr = cfg.ID, cfg.DataDir, cfg.RaftAddr
 	if sc.Logger == nil {
 		sc.Logger = cfg.Logger
@@ -113,18 +137,27 @@ func Open(cfg Config) (*Node, error) {
 	st, err := raftstore.Open(sc)
 	if err != nil {
 		ln.Close()
+		if c, ok := sc.Transport.(raft.WithClose); ok && cfg.Store.Transport == nil {
+			_ = c.Close()
+		}
 		return nil, err
 	}
 	n := &Node{
-		cfg:    cfg,
-		logger: cfg.Logger.With("component", "cluster", "node", cfg.ID),
-		store:  st,
-		client: NewClient(cfg.Token),
-		apiLn:  ln,
-		apiURL: cfg.APIAdvertise,
+		cfg:     cfg,
+		logger:  cfg.Logger.With("component", "cluster", "node", cfg.ID),
+		store:   st,
+		client:  NewClientTLS(cfg.Token, cfg.TLS),
+		apiLn:   ln,
+		apiURL:  cfg.APIAdvertise,
+		metrics: metrics,
 	}
 	if n.apiURL == "" {
-		n.apiURL = "http://" + ln.Addr().String()
+		n.apiURL = cfg.apiScheme() + ln.Addr().String()
+	}
+	if err := metrics.register(cfg.Metrics, n); err != nil {
+		ln.Close()
+		st.Close()
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.api = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 10 * time.Second}

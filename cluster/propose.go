@@ -10,14 +10,14 @@ import (
 	"github.com/raftmail/raftmail/raftstore/command"
 )
 
-// Commit sends an encoded command to the leader — applying it here when
+// commit sends an encoded command to the leader — applying it here when
 // this node leads, forwarding it otherwise — and returns once it is
 // committed on a majority and applied on the leader. Across leader changes
 // and lost connections it retries the same bytes, whose idempotency key
 // makes the retry safe (DESIGN.md invariant 2). When the deadline passes
 // (default CommitTimeout) it asks once more whether the key committed
 // before it gives up with ErrUnavailable.
-func (n *Node) Commit(ctx context.Context, data []byte) (raftstore.Result, error) {
+func (n *Node) commit(ctx context.Context, data []byte) (raftstore.Result, error) {
 	key, err := command.PeekKey(data)
 	if err != nil {
 		return raftstore.Result{}, err

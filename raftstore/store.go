@@ -68,6 +68,8 @@ type Config struct {
 	Logger *slog.Logger
 	// RaftLogLevel is hashicorp/raft's level (default "info").
 	RaftLogLevel string
+	// Observer receives snapshot events for metrics (nil: none).
+	Observer Observer
 }
 
 func (c *Config) setDefaults() {
@@ -244,7 +246,7 @@ func (s *Store) startRaft() error {
 	if err != nil {
 		return err
 	}
-	r, err := raft.NewRaft(rc, s.fsm, cache, s.logs, s.snaps, s.trans)
+	r, err := raft.NewRaft(rc, s.fsm, cache, s.logs, s.snapshotStore(), s.trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
