@@ -87,6 +87,18 @@ func (t *txn) apply(c *command.Command) Result {
 		return t.bayesTrain(p)
 	case *command.BayesReset:
 		return t.bayesReset()
+	case *command.QueueAdd:
+		return t.queueAdd(p)
+	case *command.QueueAttempt:
+		return t.queueAttempt(p)
+	case *command.QueueResult:
+		return t.queueResult(p)
+	case *command.QueueAdmin:
+		return t.queueAdmin(p)
+	case *command.QueueDSN:
+		return t.queueDSN(p)
+	case *command.SetDKIMKey:
+		return t.setDKIMKey(p)
 	case *command.Noop, command.Unknown:
 		return Result{}
 	}

@@ -254,6 +254,8 @@ func checkState(f *fsm) error {
 		if err != nil {
 			return err
 		}
+		// Queued messages hold a reference on their body too (queue.go).
+		_ = (&ReadTx{tx: tx}).QueueEntries(func(e *QueueEntry) bool { refs[e.BlobID]++; return true })
 		err = tx.Bucket(bBlobInfo).ForEach(func(k, v []byte) error {
 			var bi blobInfo
 			if err := decode(v, &bi); err != nil {

@@ -31,7 +31,8 @@ var (
 	bBayesSeen = []byte("bayes_seen") // trained message id → class byte
 
 	allBuckets = [][]byte{bMeta, bDomains, bAccounts, bAliases, bMailboxes, bMboxNames,
-		bMessages, bBlobs, bBlobInfo, bChunks, bChunkAge, bDedupe, bDedupeAge, bNodes, bLeases, bBayes, bBayesSeen}
+		bMessages, bBlobs, bBlobInfo, bChunks, bChunkAge, bDedupe, bDedupeAge, bNodes, bLeases, bBayes, bBayesSeen,
+		bQueue, bQueueDue, bQueueStats, bDKIM}
 )
 
 // Keys in bMeta.
