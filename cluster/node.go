@@ -160,7 +160,8 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.api = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 10 * time.Second}
+	n.api = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn)}
 	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
