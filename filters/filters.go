@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/netip"
 	"net/textproto"
+	"sync"
 )
 
 // Action is what a verdict asks the frontend to do with the message (or
@@ -87,6 +88,20 @@ type Verdict struct {
 	// Headers are added to the message (accumulated across checks and
 	// stages, whatever the action).
 	Headers []Header
+	// Score is the check's contribution to the message's spam score (the
+	// pipeline multiplies it by the check's Policy.Weight; merged verdicts
+	// carry the sum). Profiles with thresholds (Config.TagScore,
+	// Config.RejectScore) turn the total into Tag or Reject at DATA.
+	Score float64
+	// Scores lists every check's weighted score (set by the pipeline,
+	// accumulated by Merge) for the verdict log line and X-Spam-Status.
+	Scores []CheckScore
+}
+
+// CheckScore is one check's weighted score in a merged verdict.
+type CheckScore struct {
+	Check string
+	Score float64
 }
 
 // Reply returns the SMTP reply for a verdict at a stage: the verdict's own
@@ -186,6 +201,24 @@ type Message struct {
 	// Header is the parsed top-level header (nil if it did not parse).
 	Header textproto.MIMEHeader
 	Body   Body
+
+	memo sync.Map // key → *memoEntry, see Memo
+}
+
+type memoEntry struct {
+	once sync.Once
+	v    any
+	err  error
+}
+
+// Memo returns fn's result computed once per message and key, so that
+// concurrent body checks share work such as MIME parsing (the first
+// caller computes, the others wait for it).
+func (m *Message) Memo(key any, fn func() (any, error)) (any, error) {
+	e, _ := m.memo.LoadOrStore(key, &memoEntry{})
+	me := e.(*memoEntry)
+	me.once.Do(func() { me.v, me.err = fn() })
+	return me.v, me.err
 }
 
 // Check is one filter. NewState is called once per connection, before

@@ -42,6 +42,8 @@ type Policy struct {
 	OnError OnError
 	// Timeout bounds each call of the check; 0 takes the pipeline's.
 	Timeout time.Duration
+	// Weight multiplies the check's Score (0 means 1).
+	Weight float64
 }
 
 // Configured is a check with its policy.
@@ -64,6 +66,11 @@ type Config struct {
 	Timeout time.Duration
 	// BodyTimeout bounds one body check (default 30s).
 	BodyTimeout time.Duration
+	// TagScore, when > 0, tags (Junk) a message whose total score reaches
+	// it, and adds X-Spam-Score and X-Spam-Status headers to every
+	// message. RejectScore, when > 0, rejects at or above it (550 5.7.1).
+	TagScore    float64
+	RejectScore float64
 	Logger      *slog.Logger
 }
 
@@ -119,6 +126,8 @@ func Merge(a, b Verdict) Verdict {
 		out = b
 	}
 	out.Headers = append(append([]Header(nil), a.Headers...), b.Headers...)
+	out.Score = a.Score + b.Score
+	out.Scores = append(append([]CheckScore(nil), a.Scores...), b.Scores...)
 	return out
 }
 
@@ -228,6 +237,8 @@ func (s *Session) Data(ctx context.Context, m *Message) Verdict {
 	for _, v := range out {
 		final = Merge(final, v)
 	}
+	final = s.p.score(final)
+	s.logVerdict(final)
 	if final.Action == Tag {
 		final.Headers = append(final.Headers, Header{Key: "X-Raftmail-Reason", Value: "junk; check=" + final.Check})
 	}
@@ -271,7 +282,7 @@ func (s *Session) Close() {
 // and a Tag.
 func keep(v Verdict) Verdict {
 	if v.Action > Tag {
-		return Verdict{Headers: v.Headers}
+		return Verdict{Headers: v.Headers, Score: v.Score, Scores: v.Scores}
 	}
 	return v
 }
@@ -352,7 +363,14 @@ func (s *Session) call(ctx context.Context, e *stateEntry, stage Stage, fn func(
 		cancel()
 	}
 	v.Check = name
-	return s.apply(e.cfg.Policy, v, stage)
+	v = s.apply(e.cfg.Policy, v, stage)
+	if w := e.cfg.Policy.Weight; w != 0 {
+		v.Score *= w
+	}
+	if v.Score != 0 || stage == StageData {
+		v.Scores = []CheckScore{{Check: name, Score: v.Score}}
+	}
+	return v
 }
 
 // apply turns a check's verdict into the pipeline's according to its
@@ -362,14 +380,14 @@ func (s *Session) apply(p Policy, v Verdict, stage Stage) Verdict {
 	if IsFailure(v) {
 		if p.OnError == ErrorAccept {
 			log.Warn("filter failed, accepting (fail open)", "err", v.Err)
-			return Verdict{Check: v.Check, Headers: v.Headers}
+			return Verdict{Check: v.Check, Headers: v.Headers, Score: v.Score}
 		}
 		log.Warn("filter failed, temporary failure (fail closed)", "err", v.Err)
 		return Verdict{Action: TempFail, Err: v.Err, Check: v.Check, Headers: v.Headers}
 	}
 	orig := v.Action
 	switch {
-	case p.OnHit == HitIgnore && v.Action != Accept:
+	case p.OnHit == HitIgnore && (v.Action != Accept || v.Score != 0):
 		v = Verdict{Check: v.Check, Headers: v.Headers, Err: v.Err}
 	case p.OnHit == HitTag && v.Action == Reject:
 		v.Action, v.Code, v.Enhanced, v.Reason = Tag, 0, [3]int{}, ""

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/raftmail/raftmail/cluster"
+	"github.com/raftmail/raftmail/filters/bayes"
 	"github.com/raftmail/raftmail/frontends/imap"
 	"github.com/raftmail/raftmail/frontends/pop3"
 )
@@ -39,7 +40,7 @@ func startReaders(f *nodeFlags, n *cluster.Node, logger *slog.Logger, errs chan<
 	}
 	if f.imapAddr != "" || f.imapsAddr != "" {
 		srv, err := imap.New(imap.Config{TLS: tlsCfg, InsecureAuth: f.cfg.Dev,
-			CommandTimeout: f.cfg.CommitTimeout, Logger: logger}, n)
+			CommandTimeout: f.cfg.CommitTimeout, Logger: logger, JunkTrainer: bayes.NewLearner(n, logger)}, n)
 		if err != nil {
 			return closers, fmt.Errorf("imap: %w", err)
 		}

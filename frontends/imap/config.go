@@ -58,6 +58,17 @@ type Config struct {
 	// Logger receives structured logs (default slog.Default()). Passwords
 	// and bodies are never logged.
 	Logger *slog.Logger
+
+	// JunkTrainer, when set, learns from users moving or copying
+	// messages into the Junk mailbox (spam) or out of it (ham); it is
+	// called after the command committed (filters/bayes.Learner).
+	JunkTrainer JunkTrainer
+}
+
+// JunkTrainer is told which messages a user judged: uids are their UIDs
+// in mailboxID, where they now are. It must not block.
+type JunkTrainer interface {
+	JunkMoved(account string, mailboxID uint64, uids []uint32, spam bool)
 }
 
 func (c *Config) setDefaults() {

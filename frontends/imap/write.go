@@ -122,6 +122,7 @@ func (s *session) copyOrMove(numSet imap.NumSet, dest string, move bool) (*imap.
 	if err != nil {
 		return nil, s.fail(opTarget, err)
 	}
+	s.junkMoved(sel.mb.id, dst, res.UIDs)
 	if len(res.UIDs) > 0 && (move || dst.ID == sel.mb.id) {
 		if err := s.waitView(sel.mb, res.Index); err != nil {
 			return nil, s.fail(opPlain, err)

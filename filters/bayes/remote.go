@@ -1,0 +1,207 @@
+package bayes
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// CountsPath is the node API endpoint that answers token counts
+// (cluster/bayes_api.go). Request: the tokens as 8-byte big-endian
+// integers; response: the totals (spam, ham: 8 bytes each) then per token
+// its spam and ham counts (4 bytes each), all big-endian.
+const CountsPath = "/internal/bayes/counts"
+
+// MaxBatch is the most tokens asked in one request.
+const MaxBatch = 8192
+
+// RemoteConfig configures a Remote model.
+type RemoteConfig struct {
+	// Nodes are node API base URLs; any node answers (its local replica).
+	Nodes []string
+	// Token is the node API bearer token.
+	Token string
+	// TTL is how long a token's counts are reused (default 60s): training
+	// shows in classification after at most this long.
+	TTL time.Duration
+	// MaxEntries bounds the cache (default 500,000 tokens, ~40 MB).
+	MaxEntries int
+	// HTTP is the client (default: one with a 5s timeout).
+	HTTP   *http.Client
+	Logger *slog.Logger
+}
+
+// Remote is the frontends' Model: counts fetched in batches from any node
+// over the node API and cached with a TTL. Safe for concurrent use.
+type Remote struct {
+	cfg  RemoteConfig
+	next atomic.Uint32
+
+	mu     sync.Mutex
+	cache  map[Token]cached
+	tot    Totals
+	totExp time.Time
+}
+
+type cached struct {
+	c   Counts
+	exp time.Time
+}
+
+var _ Model = (*Remote)(nil)
+
+// NewRemote returns a Remote model.
+func NewRemote(cfg RemoteConfig) (*Remote, error) {
+	if len(cfg.Nodes) == 0 {
+		return nil, errors.New("bayes: no nodes")
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = time.Minute
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = 500_000
+	}
+	if cfg.HTTP == nil {
+		cfg.HTTP = &http.Client{Timeout: 5 * time.Second}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	for i, n := range cfg.Nodes {
+		cfg.Nodes[i] = strings.TrimRight(n, "/")
+	}
+	return &Remote{cfg: cfg, cache: make(map[Token]cached)}, nil
+}
+
+// Counts implements Model: cached counts, the misses fetched in batches.
+func (r *Remote) Counts(ctx context.Context, tokens []Token) (Totals, []Counts, error) {
+	now := time.Now()
+	out := make([]Counts, len(tokens))
+	var missIdx []int
+	r.mu.Lock()
+	for i, t := range tokens {
+		if e, ok := r.cache[t]; ok && now.Before(e.exp) {
+			out[i] = e.c
+			continue
+		}
+		missIdx = append(missIdx, i)
+	}
+	tot, totOK := r.tot, now.Before(r.totExp)
+	r.mu.Unlock()
+	if len(missIdx) == 0 && totOK {
+		return tot, out, nil
+	}
+	if len(missIdx) == 0 {
+		missIdx = nil
+	}
+	for start := 0; start == 0 || start < len(missIdx); start += MaxBatch {
+		batch := missIdx[start:min(start+MaxBatch, len(missIdx))]
+		toks := make([]Token, len(batch))
+		for j, i := range batch {
+			toks[j] = tokens[i]
+		}
+		t, cs, err := r.fetch(ctx, toks)
+		if err != nil {
+			return Totals{}, nil, err
+		}
+		tot = t
+		for j, i := range batch {
+			out[i] = cs[j]
+		}
+		r.store(toks, cs, t, now)
+		if len(missIdx) == 0 {
+			break
+		}
+	}
+	return tot, out, nil
+}
+
+func (r *Remote) store(toks []Token, cs []Counts, tot Totals, now time.Time) {
+	exp := now.Add(r.cfg.TTL)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.cache)+len(toks) > r.cfg.MaxEntries {
+		for t, e := range r.cache {
+			if !now.Before(e.exp) {
+				delete(r.cache, t)
+			}
+		}
+		if len(r.cache)+len(toks) > r.cfg.MaxEntries {
+			clear(r.cache)
+		}
+	}
+	for i, t := range toks {
+		r.cache[t] = cached{c: cs[i], exp: exp}
+	}
+	r.tot, r.totExp = tot, exp
+}
+
+// fetch asks the nodes in turn, starting with the last one that answered.
+func (r *Remote) fetch(ctx context.Context, toks []Token) (Totals, []Counts, error) {
+	body := make([]byte, 0, 8*len(toks))
+	for _, t := range toks {
+		body = binary.BigEndian.AppendUint64(body, uint64(t))
+	}
+	var errs []error
+	first := int(r.next.Load())
+	for k := range r.cfg.Nodes {
+		i := (first + k) % len(r.cfg.Nodes)
+		tot, cs, err := r.fetchFrom(ctx, r.cfg.Nodes[i], body, len(toks))
+		if err == nil {
+			r.next.Store(uint32(i))
+			return tot, cs, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return Totals{}, nil, fmt.Errorf("bayes counts from %d nodes: %w", len(r.cfg.Nodes), errors.Join(errs...))
+}
+
+func (r *Remote) fetchFrom(ctx context.Context, base string, body []byte, n int) (Totals, []Counts, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+CountsPath, bytes.NewReader(body))
+	if err != nil {
+		return Totals{}, nil, err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if r.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.cfg.Token)
+	}
+	resp, err := r.cfg.HTTP.Do(req)
+	if err != nil {
+		return Totals{}, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, int64(16+8*n+1)))
+	if err != nil {
+		return Totals{}, nil, fmt.Errorf("%s: %w", base, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return Totals{}, nil, fmt.Errorf("%s: %s", base, resp.Status)
+	}
+	return DecodeCounts(data, n)
+}
+
+// DecodeCounts decodes a CountsPath response for n tokens.
+func DecodeCounts(data []byte, n int) (Totals, []Counts, error) {
+	if len(data) != 16+8*n {
+		return Totals{}, nil, fmt.Errorf("bayes counts: %d bytes for %d tokens", len(data), n)
+	}
+	tot := Totals{Spam: binary.BigEndian.Uint64(data), Ham: binary.BigEndian.Uint64(data[8:])}
+	cs := make([]Counts, n)
+	for i := range cs {
+		p := data[16+8*i:]
+		cs[i] = Counts{Spam: binary.BigEndian.Uint32(p), Ham: binary.BigEndian.Uint32(p[4:])}
+	}
+	return tot, cs, nil
+}
