@@ -194,7 +194,11 @@ func (n *Node) handleServers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleDigest(w http.ResponseWriter, r *http.Request) {
-	d, idx, err := n.store.Digest()
+	digest := n.store.Digest
+	if r.URL.Query().Get("scope") == "data" {
+		digest = n.store.DataDigest // without node records and command keys (backup.go)
+	}
+	d, idx, err := digest()
 	if err != nil {
 		n.writeFailure(w, err)
 		return

@@ -56,11 +56,12 @@ func (s *Store) Backup(w io.Writer) (BackupInfo, error) {
 	return info, nil
 }
 
-// DataDigest is Digest without the node records (raft and API addresses):
-// the digest of the mail data itself, equal between a cluster and another
-// cluster restored from its backup.
+// DataDigest is Digest without the node records (raft and API addresses)
+// and the idempotency keys of recent commands: the digest of the mail data
+// and directory, equal between a cluster and a new cluster restored from
+// its backup (whose membership changes add node records and keys).
 func (s *Store) DataDigest() (digest string, applied uint64, err error) {
-	return s.digest([][]byte{bNodes})
+	return s.digest([][]byte{bNodes, bDedupe, bDedupeAge})
 }
 
 // ErrBadBackup marks an upload that is not a backup this version reads.
