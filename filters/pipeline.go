@@ -72,6 +72,8 @@ type Config struct {
 	TagScore    float64
 	RejectScore float64
 	Logger      *slog.Logger
+	// Observer counts each check's verdicts (observe.go); nil: none.
+	Observer VerdictObserver
 }
 
 func (c *Config) setDefaults() {
@@ -363,6 +365,7 @@ func (s *Session) call(ctx context.Context, e *stateEntry, stage Stage, fn func(
 		cancel()
 	}
 	v.Check = name
+	s.p.observe(name, stage, v)
 	v = s.apply(e.cfg.Policy, v, stage)
 	if w := e.cfg.Policy.Weight; w != 0 {
 		v.Score *= w

@@ -41,6 +41,8 @@ type Config struct {
 	// CommitTimeout bounds the commit before 451 4.3.0 (default 30s).
 	CommitTimeout time.Duration
 	Logger        *slog.Logger
+	// Observer counts the reply of each recipient (observe.go); nil: none.
+	Observer frontends.DeliveryObserver
 }
 
 func (c *Config) setDefaults() {
@@ -194,7 +196,7 @@ func (ss *session) Data(r io.Reader) error {
 
 // LMTPData reads the message, commits one delivery for all accepted
 // recipients and reports each recipient's outcome. RFC 2033 §4.2.
-func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+func (ss *session) lmtpData(r io.Reader, status smtp.StatusCollector) error {
 	start := time.Now()
 	raw, err := readMessage(r, ss.from)
 	if err != nil {

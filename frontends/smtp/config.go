@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+
+	"github.com/raftmail/raftmail/frontends"
 )
 
 // Profile selects the frontend's role.
@@ -96,6 +98,8 @@ type Config struct {
 	// passed to New is used when it implements Authenticator.
 	Authenticator Authenticator
 	Logger        *slog.Logger
+	// Observer counts the reply to each DATA (observe.go); nil: none.
+	Observer frontends.DeliveryObserver
 }
 
 func (c *Config) setDefaults() {

@@ -259,9 +259,8 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
-// Data reads the message and delivers it; see deliver in data.go.
-// RFC 5321 §4.1.1.4 (DATA), RFC 3030 (BDAT).
-func (ss *session) Data(r io.Reader) error {
+// data reads the message and delivers it; see deliver in data.go.
+func (ss *session) data(r io.Reader) error {
 	ss.mu.Lock()
 	var tx transaction
 	if ss.tx != nil {
