@@ -386,7 +386,9 @@ func (s *Session) apply(p Policy, v Verdict, stage Stage) Verdict {
 			return Verdict{Check: v.Check, Headers: v.Headers, Score: v.Score}
 		}
 		log.Warn("filter failed, temporary failure (fail closed)", "err", v.Err)
-		return Verdict{Action: TempFail, Err: v.Err, Check: v.Check, Headers: v.Headers}
+		// A check may choose the reply of its failure (clamav: 451 4.7.0).
+		return Verdict{Action: TempFail, Code: v.Code, Enhanced: v.Enhanced, Reason: v.Reason,
+			Err: v.Err, Check: v.Check, Headers: v.Headers}
 	}
 	orig := v.Action
 	switch {

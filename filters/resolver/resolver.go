@@ -24,8 +24,8 @@ type Config struct {
 	// Server is the resolver's address, host:port (default: the first
 	// nameserver of /etc/resolv.conf).
 	Server string
-	// Timeout bounds one query when the context has no earlier deadline
-	// (default 2s).
+	// Timeout bounds one query (default 2s); a context deadline that
+	// comes first wins.
 	Timeout time.Duration
 	// MaxEntries bounds the cache (default 100,000 answers).
 	MaxEntries int
@@ -116,11 +116,8 @@ func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) ([]dns.
 }
 
 func (r *Resolver) exchange(ctx context.Context, fqdn string, qtype uint16) (cacheEntry, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.cfg.Timeout)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout) // the earlier of the two deadlines
+	defer cancel()
 	m := new(dns.Msg)
 	m.SetQuestion(fqdn, qtype)
 	m.SetEdns0(4096, false)
