@@ -28,6 +28,9 @@ const adminUsage = `Usage: raftmail admin [--api URL] [--token T] COMMAND
   user del ADDRESS | user show ADDRESS | user list
   alias add ADDRESS TARGET   (ADDRESS "@domain" is a catch-all)
   alias del ADDRESS | alias list
+  backup --out FILE                      a consistent copy of the node's state
+  restore --in FILE [--force]            seed a new cluster (its first node) from a backup
+  certs --out DIR --node ID=HOST,... ... a cluster CA and certificates (quick start)
 `
 
 // apiFlags are the flags of the commands that talk to a node's API.
@@ -35,6 +38,7 @@ type apiFlags struct {
 	api     string
 	token   string
 	timeout time.Duration
+	tls     clusterTLSFlags
 }
 
 func (a *apiFlags) register(fs *flag.FlagSet) {
@@ -45,9 +49,22 @@ func (a *apiFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.api, "api", def, "node API URL (env RAFTMAIL_API)")
 	fs.StringVar(&a.token, "token", os.Getenv("RAFTMAIL_TOKEN"), "bearer token (env RAFTMAIL_TOKEN)")
 	fs.DurationVar(&a.timeout, "timeout", 35*time.Second, "request timeout")
+	a.tls.register(fs, "to the node API (an admin certificate)")
+}
+
+// client returns an API client with the token and cluster TLS given.
+func (a *apiFlags) client() (*cluster.Client, error) {
+	m, err := a.tls.load()
+	if err != nil {
+		return nil, err
+	}
+	return cluster.NewClientTLS(a.token, m), nil
 }
 
 func runAdmin(args []string, out io.Writer) error {
+	if len(args) > 0 && args[0] == "certs" {
+		return runCerts(args[1:], out)
+	}
 	var a apiFlags
 	fs := flag.NewFlagSet("admin", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), adminUsage); fs.PrintDefaults() }
@@ -60,12 +77,19 @@ func runAdmin(args []string, out io.Writer) error {
 		fs.Usage()
 		return flag.ErrHelp
 	}
-	c := cluster.NewClient(a.token)
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
 	ad := &admin{c: c, api: a.api, ctx: ctx, out: out}
 	switch rest[0] {
+	case "backup":
+		return ad.backup(rest[1:])
+	case "restore":
+		return ad.restore(rest[1:])
 	case "domain":
 		return ad.domain(rest[1:])
 	case "user":

@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"text/tabwriter"
-
-	"github.com/raftmail/raftmail/cluster"
 )
 
 const clusterUsage = `Usage: raftmail cluster [--api URL] [--token T] COMMAND
@@ -33,7 +31,10 @@ func runCluster(args []string, out io.Writer) error {
 		fs.Usage()
 		return flag.ErrHelp
 	}
-	c := cluster.NewClient(a.token)
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()

@@ -29,6 +29,7 @@ type frontendFlags struct {
 	connRate  int
 	msgRate   int
 	logs      logFlags
+	ops       frontendOps
 }
 
 func parseFrontendFlags(args []string) (*frontendFlags, error) {
@@ -53,7 +54,8 @@ func parseFrontendFlags(args []string) (*frontendFlags, error) {
 	fs.IntVar(&f.connRate, "conn-rate", 0, "new connections per minute per client network (0: unlimited)")
 	fs.IntVar(&f.msgRate, "msg-rate", 0, "messages per minute per client network (0: unlimited)")
 	f.logs.register(fs)
-	if err := fs.Parse(args); err != nil {
+	f.ops.register(fs)
+	if err := parseWithConfig(fs, args); err != nil {
 		return nil, err
 	}
 	if len(f.nodes) == 0 || (f.listen == "" && f.tlsListen == "") {
@@ -68,10 +70,15 @@ func runFrontend(args []string) error {
 	if err != nil {
 		return err
 	}
-	logger, err := f.logs.logger(os.Stderr)
+	logger, err := f.ops.logger(&f.logs, os.Stderr)
 	if err != nil {
 		return err
 	}
+	defer f.ops.close()
+	if err := f.ops.setup(); err != nil {
+		return err
+	}
+	f.cfg.Observer = f.ops.sessions
 	if f.cfg.Hostname == "" {
 		f.cfg.Hostname, _ = os.Hostname()
 	}
@@ -81,7 +88,7 @@ func runFrontend(args []string) error {
 		return fmt.Errorf("--proxy-from: %w", err)
 	}
 	committer, err := smtp.NewNodesCommitter(smtp.NodesConfig{Nodes: f.nodes, Token: f.token,
-		MaxMessageBytes: f.cfg.MaxMessageBytes, Logger: logger})
+		MaxMessageBytes: f.cfg.MaxMessageBytes, Logger: logger, TLS: f.ops.mtls})
 	if err != nil {
 		return err
 	}
@@ -94,14 +101,17 @@ func runFrontend(args []string) error {
 	if err != nil {
 		return err
 	}
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
+	if err := f.ops.serve(f.nodes, f.token, errs, logger); err != nil {
+		return err
+	}
 	if f.listen != "" {
-		if err := serveOn(f.listen, "smtp", srv.Serve, errs, logger); err != nil {
+		if err := serveOn(f.listen, "smtp", f.ops.count("smtp", srv.Serve), errs, logger); err != nil {
 			return err
 		}
 	}
 	if f.tlsListen != "" {
-		if err := serveOn(f.tlsListen, "smtps", srv.ServeTLS, errs, logger); err != nil {
+		if err := serveOn(f.tlsListen, "smtps", f.ops.count("smtp", srv.ServeTLS), errs, logger); err != nil {
 			srv.Close()
 			return err
 		}
@@ -140,7 +150,7 @@ func (f *frontendFlags) pipeline() (*filters.Pipeline, error) {
 		}, filters.Policy{}))
 	}
 	checks = append(checks, filters.With(&filters.Size{Max: f.cfg.MaxMessageBytes}, filters.Policy{}))
-	return filters.New(filters.Config{Trusted: trusted, Logger: f.cfg.Logger}, checks...), nil
+	return filters.New(filters.Config{Trusted: trusted, Logger: f.cfg.Logger, Observer: f.ops.sessions}, checks...), nil
 }
 
 func parseCIDRs(s string) ([]netip.Prefix, error) {

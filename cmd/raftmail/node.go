@@ -29,6 +29,7 @@ type nodeFlags struct {
 	hostname   string
 	maxMessage int64
 	logs       logFlags
+	ops        nodeOps
 }
 
 func parseNodeFlags(args []string) (*nodeFlags, error) {
@@ -63,7 +64,8 @@ func parseNodeFlags(args []string) (*nodeFlags, error) {
 	fs.DurationVar(&f.cfg.Store.LeaderLease, "leader-lease", 0, "raft leader lease (default 500ms)")
 	fs.BoolVar(&f.cfg.Store.StateNoSync, "state-nosync", false, "skip the state file's fsync per batch (see docs/storage.md)")
 	f.logs.register(fs)
-	if err := fs.Parse(args); err != nil {
+	f.ops.register(fs)
+	if err := parseWithConfig(fs, args); err != nil {
 		return nil, err
 	}
 	f.cfg.Join = join
@@ -78,12 +80,16 @@ func runNode(args []string) error {
 	if err != nil {
 		return err
 	}
-	logger, err := f.logs.logger(os.Stderr)
+	logger, err := f.ops.logger(&f.logs, os.Stderr)
 	if err != nil {
 		return err
 	}
+	defer f.ops.close()
 	f.cfg.Logger = logger
 	f.cfg.Store.MaxBodyBytes = f.maxMessage + 1<<20
+	if err := f.ops.apply(&f.cfg); err != nil {
+		return err
+	}
 	n, err := cluster.Open(f.cfg)
 	if err != nil {
 		return err
@@ -92,11 +98,14 @@ func runNode(args []string) error {
 	logger.Info("node started", "node", f.cfg.ID, "raft", f.cfg.RaftAddr, "api", n.APIURL(), "pid", os.Getpid())
 
 	var closers []func() error
-	errs := make(chan error, 4)
+	errs := make(chan error, 8)
+	if err := f.ops.serve(n, errs, logger); err != nil {
+		return err
+	}
 	if f.lmtpAddr != "" {
 		srv := lmtp.New(lmtp.Config{Hostname: f.hostname, MaxMessageBytes: f.maxMessage,
-			CommitTimeout: f.cfg.CommitTimeout, Logger: logger}, n)
-		if err := serveOn(f.lmtpAddr, "lmtp", srv.Serve, errs, logger); err != nil {
+			CommitTimeout: f.cfg.CommitTimeout, Logger: logger, Observer: f.ops.sessions}, n)
+		if err := serveOn(f.lmtpAddr, "lmtp", f.ops.count("lmtp", srv.Serve), errs, logger); err != nil {
 			return err
 		}
 		closers = append(closers, srv.Close)

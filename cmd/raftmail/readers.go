@@ -28,12 +28,12 @@ func startReaders(f *nodeFlags, n *cluster.Node, logger *slog.Logger, errs chan<
 		}
 		closers = append(closers, srv.Close)
 		if f.pop3Addr != "" {
-			if err := serveOn(f.pop3Addr, "pop3", srv.Serve, errs, logger); err != nil {
+			if err := serveOn(f.pop3Addr, "pop3", f.ops.count("pop3", srv.Serve), errs, logger); err != nil {
 				return closers, err
 			}
 		}
 		if f.pop3sAddr != "" {
-			if err := serveOn(f.pop3sAddr, "pop3s", srv.ServeTLS, errs, logger); err != nil {
+			if err := serveOn(f.pop3sAddr, "pop3s", f.ops.count("pop3", srv.ServeTLS), errs, logger); err != nil {
 				return closers, err
 			}
 		}
@@ -46,12 +46,12 @@ func startReaders(f *nodeFlags, n *cluster.Node, logger *slog.Logger, errs chan<
 		}
 		closers = append(closers, srv.Close)
 		if f.imapAddr != "" {
-			if err := serveOn(f.imapAddr, "imap", srv.Serve, errs, logger); err != nil {
+			if err := serveOn(f.imapAddr, "imap", f.ops.count("imap", srv.Serve), errs, logger); err != nil {
 				return closers, err
 			}
 		}
 		if f.imapsAddr != "" {
-			if err := serveOn(f.imapsAddr, "imaps", srv.ServeTLS, errs, logger); err != nil {
+			if err := serveOn(f.imapsAddr, "imaps", f.ops.count("imap", srv.ServeTLS), errs, logger); err != nil {
 				return closers, err
 			}
 		}

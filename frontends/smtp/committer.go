@@ -33,6 +33,9 @@ type NodesConfig struct {
 	// third of the deadline).
 	LookupReserve time.Duration
 	Logger        *slog.Logger
+	// TLS, when set, presents a client certificate to nodes running with
+	// cluster mutual TLS and verifies them against the cluster CA.
+	TLS *cluster.MutualTLS
 }
 
 // NodesCommitter implements frontends.Committer and Authenticator over the
@@ -90,7 +93,7 @@ func NewNodesCommitter(cfg NodesConfig) (*NodesCommitter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &NodesCommitter{cfg: cfg, client: cluster.NewClient(cfg.Token), codec: codec,
+	return &NodesCommitter{cfg: cfg, client: cluster.NewClientTLS(cfg.Token, cfg.TLS), codec: codec,
 		logger: cfg.Logger.With("component", "nodes"),
 		dir:    newDirCache(cfg.DirectoryTTL, cfg.DirectoryCacheSize)}, nil
 }
