@@ -294,3 +294,7 @@ func findURLs(s string) []string {
 		s = s[end:]
 	}
 }
+
+// DecodeHeader decodes RFC 2047 encoded words in a header value, keeping
+// the input where it does not decode.
+func DecodeHeader(s string) string { return decodeWords(s) }
