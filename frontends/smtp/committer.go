@@ -32,7 +32,13 @@ type NodesConfig struct {
 	// whether the key committed before giving up (default 2s, at most a
 	// third of the deadline).
 	LookupReserve time.Duration
-	Logger        *slog.Logger
+	// AttemptTimeout bounds one node's attempt at a commit (default 3s).
+	// A node that is frozen, or cut off from the other nodes while the
+	// frontend still reaches it, would otherwise hold every delivery sent
+	// to it until the whole deadline; after AttemptTimeout the next node
+	// is tried with the same bytes (the key makes that safe).
+	AttemptTimeout time.Duration
+	Logger         *slog.Logger
 	// TLS, when set, presents a client certificate to nodes running with
 	// cluster mutual TLS and verifies them against the cluster CA.
 	TLS *cluster.MutualTLS
@@ -85,6 +91,9 @@ func NewNodesCommitter(cfg NodesConfig) (*NodesCommitter, error) {
 	}
 	if cfg.LookupReserve <= 0 {
 		cfg.LookupReserve = 2 * time.Second
+	}
+	if cfg.AttemptTimeout <= 0 {
+		cfg.AttemptTimeout = 3 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -180,7 +189,9 @@ func (n *NodesCommitter) Commit(ctx context.Context, data []byte) (raftstore.Res
 	var lastErr error
 	for attempt := 0; commitCtx.Err() == nil; attempt++ {
 		for _, u := range n.targets() {
-			res, err := n.client.Commit(commitCtx, u, data)
+			attemptCtx, cancelAttempt := context.WithTimeout(commitCtx, n.cfg.AttemptTimeout)
+			res, err := n.client.Commit(attemptCtx, u, data)
+			cancelAttempt()
 			if err == nil {
 				if attempt > 0 || lastErr != nil {
 					n.logger.Info("commit succeeded after failover", "node", u, "key", key, "raft_index", res.Index)

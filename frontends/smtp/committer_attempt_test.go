@@ -1,0 +1,68 @@
+package smtp_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/raftmail/raftmail/frontends/smtp"
+	"github.com/raftmail/raftmail/raftstore"
+	"github.com/raftmail/raftmail/raftstore/command"
+)
+
+// TestCommitMovesOnFromAHungNode: a node that accepts the connection but
+// never answers (a SIGSTOPped leader, or a leader cut off from its peers
+// that the frontend still reaches — found by the chaos harness) must not
+// hold a delivery for its whole deadline: after AttemptTimeout the next
+// node is tried with the same bytes, and the commit succeeds there.
+func TestCommitMovesOnFromAHungNode(t *testing.T) {
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	var commits atomic.Int64
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/internal/commit":
+			commits.Add(1)
+			_ = json.NewEncoder(w).Encode(raftstore.Result{Index: 7})
+		case "/status":
+			_ = json.NewEncoder(w).Encode(map[string]string{"leader_api": "http://" + r.Host})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer good.Close()
+
+	n, err := smtp.NewNodesCommitter(smtp.NodesConfig{Nodes: []string{hung.URL, good.URL},
+		AttemptTimeout: 200 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	data, err := command.Marshal(&command.Command{Key: "k-hung-node", Payload: &command.Noop{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The deadline is far longer than an attempt: without a per-attempt
+	// bound the hung node would take all of it (and the key lookup after
+	// it), and Commit would fail.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := n.Commit(ctx, data)
+	if err != nil {
+		t.Fatalf("commit with one hung node: %v", err)
+	}
+	if res.Index != 7 || commits.Load() == 0 {
+		t.Fatalf("result %+v after %d commits on the answering node", res, commits.Load())
+	}
+}
