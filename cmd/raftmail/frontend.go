@@ -30,6 +30,7 @@ type frontendFlags struct {
 	msgRate   int
 	logs      logFlags
 	ops       frontendOps
+	filt      filterFlags
 }
 
 func parseFrontendFlags(args []string) (*frontendFlags, error) {
@@ -55,6 +56,7 @@ func parseFrontendFlags(args []string) (*frontendFlags, error) {
 	fs.IntVar(&f.msgRate, "msg-rate", 0, "messages per minute per client network (0: unlimited)")
 	f.logs.register(fs)
 	f.ops.register(fs)
+	f.filt.register(fs)
 	if err := parseWithConfig(fs, args); err != nil {
 		return nil, err
 	}
@@ -116,6 +118,7 @@ func runFrontend(args []string) error {
 			return err
 		}
 	}
+	defer watchReload(srv, f.pipeline, logger)()
 	logger.Info("frontend started", "profile", f.profile, "nodes", strings.Join(f.nodes, ","), "pid", os.Getpid())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -150,7 +153,7 @@ func (f *frontendFlags) pipeline() (*filters.Pipeline, error) {
 		}, filters.Policy{}))
 	}
 	checks = append(checks, filters.With(&filters.Size{Max: f.cfg.MaxMessageBytes}, filters.Policy{}))
-	return filters.New(filters.Config{Trusted: trusted, Logger: f.cfg.Logger, Observer: f.ops.sessions}, checks...), nil
+	return f.filt.build(f, checks, trusted, f.ops.sessions)
 }
 
 func parseCIDRs(s string) ([]netip.Prefix, error) {

@@ -7,6 +7,7 @@
 package bayes
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -26,6 +27,11 @@ const (
 )
 
 func hashToken(prefix, word string) Token {
+	return hashBytes(hashPrefix(prefix), []byte(word))
+}
+
+// hashPrefix is the FNV-1a state after "prefix:".
+func hashPrefix(prefix string) uint64 {
 	h := uint64(fnvOffset)
 	for i := 0; i < len(prefix); i++ {
 		h ^= uint64(prefix[i])
@@ -33,8 +39,12 @@ func hashToken(prefix, word string) Token {
 	}
 	h ^= ':'
 	h *= fnvPrime
-	for i := 0; i < len(word); i++ {
-		h ^= uint64(word[i])
+	return h
+}
+
+func hashBytes(h uint64, word []byte) Token {
+	for _, c := range word {
+		h ^= uint64(c)
 		h *= fnvPrime
 	}
 	return Token(h)
@@ -52,7 +62,15 @@ func Tokenize(t *mimetext.Text) []Token {
 			set[hashToken(prefix, word)] = struct{}{}
 		}
 	}
-	words(t.Subject, func(w string) { add("s", w) })
+	addw := func(prefix string) func([]byte) {
+		hp := hashPrefix(prefix)
+		return func(w []byte) {
+			if len(set) < maxTokens {
+				set[hashBytes(hp, w)] = struct{}{}
+			}
+		}
+	}
+	words(t.Subject, addw("s"))
 	// Every header field: its name, and the words of its value under the
 	// name (Received hosts, List-Id, X-Mailer… separate ham from spam as
 	// well as the body does). Date and Subject are handled apart.
@@ -66,13 +84,15 @@ func Tokenize(t *mimetext.Text) []Token {
 			continue
 		}
 		add("hn", k)
+		fn := addw(k)
 		for _, v := range t.Header[k] {
-			words(v, func(w string) { add(k, w) })
+			words(v, fn)
 		}
 	}
+	body := addw("")
 	for _, p := range t.Parts {
 		add("ct", p.Type)
-		words(p.Text, func(w string) { add("", w) })
+		words(p.Text, body)
 	}
 	for _, u := range t.URLs {
 		add("url", urlHost(u))
@@ -87,16 +107,17 @@ func Tokenize(t *mimetext.Text) []Token {
 	for tok := range set {
 		out = append(out, tok)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	slices.Sort(out)
 	return out
 }
 
 // words calls fn for each word of s: runs of letters, digits, '$', '-',
 // '\” and '!' of 3 to 24 bytes, lower-cased; longer runs become a
 // "skip" token of their length class (Graham; SpamBayes).
-func words(s string, fn func(string)) {
+func words(s string, fn func([]byte)) {
 	start := -1
-	var buf []byte
+	var arr [32]byte
+	buf := arr[:0]
 	flush := func(end int) {
 		if start < 0 {
 			return
@@ -107,10 +128,11 @@ func words(s string, fn func(string)) {
 		switch {
 		case len(w) < 3:
 		case len(w) > 24:
-			fn("skip" + string(rune('a'+min(len(w)/10, 25))))
+			buf = append(append(buf[:0], "skip"...), byte('a'+min(len(w)/10, 25)))
+			fn(buf)
 		default:
 			buf = appendLower(buf[:0], w)
-			fn(string(buf))
+			fn(buf)
 		}
 	}
 	for i := 0; i < len(s); {

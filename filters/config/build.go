@@ -30,6 +30,8 @@ type Deps struct {
 	Bayes bayes.Model
 	// ClamdProbe overrides the Debian socket probe (tests).
 	ClamdProbe func(addr string) bool
+	// Observer counts verdicts (metrics); nil: none.
+	Observer filters.VerdictObserver
 }
 
 func (p Policy) policy() (filters.Policy, error) {
@@ -98,7 +100,8 @@ func (c *Config) Build(profile string, d Deps) (*filters.Pipeline, []string, err
 		names = append(names, name)
 	}
 	p := filters.New(filters.Config{Trusted: append(trusted, d.Trusted...), Timeout: c.Timeout.Duration,
-		BodyTimeout: c.BodyTimeout.Duration, TagScore: prof.TagScore, RejectScore: prof.RejectScore, Logger: d.Logger}, checks...)
+		BodyTimeout: c.BodyTimeout.Duration, TagScore: prof.TagScore, RejectScore: prof.RejectScore, Logger: d.Logger,
+		Observer: d.Observer}, checks...)
 	return p, names, nil
 }
 

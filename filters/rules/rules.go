@@ -47,6 +47,7 @@ type Rule struct {
 	Re          *regexp.Regexp
 	Score       float64
 	Description string
+	lits        []string // see requiredLiterals (Body rules)
 }
 
 // Parse reads rules from r; name labels errors.
@@ -118,6 +119,9 @@ func parseLine(line string) (Rule, error) {
 		return r, fmt.Errorf("rule %s: %w", name, err)
 	}
 	r.Re = re
+	if r.Kind == Body {
+		r.lits = requiredLiterals(re.String())
+	}
 	score, desc := cut(rest)
 	if r.Score, err = strconv.ParseFloat(score, 64); err != nil {
 		return r, fmt.Errorf("rule %s: score %q: %w", name, score, err)
@@ -196,10 +200,11 @@ func (s state) Body(ctx context.Context, m *filters.Message) filters.Verdict {
 	if err != nil {
 		return filters.Failure(err)
 	}
-	var body string
+	var body, lower string
 	var v filters.Verdict
 	var hits []string
-	for _, r := range s.c.rules {
+	for i := range s.c.rules {
+		r := &s.c.rules[i]
 		if ctx.Err() != nil {
 			return filters.Failure(ctx.Err())
 		}
@@ -215,8 +220,9 @@ func (s state) Body(ctx context.Context, m *filters.Message) filters.Verdict {
 		case Body:
 			if body == "" {
 				body = txt.Subject + "\n" + txt.Body()
+				lower = strings.ToLower(body)
 			}
-			matched = r.Re.MatchString(body)
+			matched = r.mayMatch(lower) && r.Re.MatchString(body)
 		case URI:
 			for _, u := range txt.URLs {
 				if r.Re.MatchString(u) {

@@ -65,3 +65,26 @@ uri    BADHOST /evil\.example/ 1.25
 		})
 	}
 }
+
+func TestRequiredLiterals(t *testing.T) {
+	for _, tc := range []struct {
+		rule string
+		text string
+		want bool
+	}{
+		{`body X /(?i)\bviagra\b/ 1`, "buy VIAGRA now", true},
+		{`body X /viagra|cialis/i 1`, "some cialis", true},
+		{`body X /click here (?:now|today)/i 1`, "Click Here Today", true},
+		{`body X /a+b?/ 1`, "a", true}, // no prefilter: too short
+	} {
+		rs, err := rules.Parse(strings.NewReader(tc.rule), "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := rules.New(rs).NewState(context.Background(), &filters.ConnInfo{})
+		v := st.Body(context.Background(), &filters.Message{Body: filters.BytesBody("Subject: s\r\n\r\n" + tc.text + "\r\n")})
+		if (v.Score > 0) != tc.want {
+			t.Errorf("%s on %q: score %v", tc.rule, tc.text, v.Score)
+		}
+	}
+}

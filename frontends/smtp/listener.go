@@ -108,7 +108,7 @@ func (g *gate) admit(raw net.Conn) {
 	gc.release = func() { s.limits.release(ip) }
 	info := &filters.ConnInfo{ID: fmt.Sprint(id), IP: ip, Proxied: proxied, Profile: string(s.cfg.Profile)}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.LookupTimeout)
-	fs, v := s.pipeline.Connect(ctx, info)
+	fs, v := s.pipeline.Load().Connect(ctx, info)
 	cancel()
 	gc.filters, gc.info = fs, info
 	if v.Action >= filters.TempFail {

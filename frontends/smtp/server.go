@@ -22,7 +22,7 @@ type Server struct {
 	cfg       Config
 	committer frontends.Committer
 	auth      Authenticator
-	pipeline  *filters.Pipeline
+	pipeline  atomic.Pointer[filters.Pipeline] // swapped by SetPipeline (reload.go)
 	tls       *tls.Config
 	smtp      *smtp.Server
 	logger    *slog.Logger
@@ -45,10 +45,11 @@ func New(cfg Config, committer frontends.Committer, pipeline *filters.Pipeline) 
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, committer: committer, pipeline: pipeline, tls: tlsCfg,
+	s := &Server{cfg: cfg, committer: committer, tls: tlsCfg,
 		logger:   cfg.Logger.With("proto", "smtp", "profile", string(cfg.Profile)),
 		limits:   &connLimits{max: cfg.MaxConnections, perIP: cfg.MaxConnectionsPerIP, byIP: make(map[netip.Addr]int)},
 		throttle: newAuthThrottle(cfg.AuthFailureDelay, cfg.AuthFailureMaxDelay)}
+	s.pipeline.Store(pipeline)
 	s.auth = cfg.Authenticator
 	if s.auth == nil {
 		s.auth, _ = committer.(Authenticator)
