@@ -88,4 +88,3 @@ func watchReload(srv *smtp.Server, build func() (*filters.Pipeline, error), logg
 	}()
 	return func() { signal.Stop(hup); close(done) }
 }
-
