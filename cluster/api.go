@@ -42,6 +42,7 @@ func (n *Node) routes() http.Handler {
 	guarded("POST /cluster/remove", n.handleRemove)
 	guarded("GET /cluster/servers", n.handleServers)
 	n.adminRoutes(guarded)
+	n.queueRoutes(guarded)
 	n.bayesRoutes(guarded)
 	return mux
 }

@@ -28,6 +28,8 @@ const adminUsage = `Usage: raftmail admin [--api URL] [--token T] COMMAND
   user del ADDRESS | user show ADDRESS | user list
   alias add ADDRESS TARGET   (ADDRESS "@domain" is a catch-all)
   alias del ADDRESS | alias list
+  queue list | queue stats | queue show ID | queue retry ID|all | queue delete ID | queue bounce ID [REASON]
+  dkim generate DOMAIN [--selector S] [--algo ed25519|rsa] | dkim list | dkim del DOMAIN
   backup --out FILE                      a consistent copy of the node's state
   restore --in FILE [--force]            seed a new cluster (its first node) from a backup
   certs --out DIR --node ID=HOST,... ... a cluster CA and certificates (quick start)
@@ -96,6 +98,10 @@ func runAdmin(args []string, out io.Writer) error {
 		return ad.user(rest[1:])
 	case "alias":
 		return ad.alias(rest[1:])
+	case "queue":
+		return ad.queue(rest[1:])
+	case "dkim":
+		return ad.dkim(rest[1:])
 	}
 	fs.Usage()
 	return fmt.Errorf("unknown admin command %q", rest[0])

@@ -52,6 +52,7 @@ func devNodeArgs(data string, i int, bootstrap bool) []string {
 func runDev(args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	data := fs.String("data", "./data", "data directory (reused by the next run)")
+	resolver := fs.String("resolver", "", "DNS server for the nodes' outbound MX lookups, host:port (default: /etc/resolv.conf)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -67,7 +68,7 @@ func runDev(args []string) error {
 	for i := 1; i <= 3; i++ {
 		children = append(children, &devChild{
 			name: fmt.Sprintf("n%d", i),
-			args: devNodeArgs(*data, i, i == 1),
+			args: append(devNodeArgs(*data, i, i == 1), resolverArgs(*resolver)...),
 			log:  filepath.Join(abs, fmt.Sprintf("n%d.log", i)),
 		})
 	}

@@ -29,6 +29,7 @@ type nodeFlags struct {
 	hostname   string
 	maxMessage int64
 	logs       logFlags
+	outbound   outboundFlags
 	ops        nodeOps
 }
 
@@ -64,6 +65,7 @@ func parseNodeFlags(args []string) (*nodeFlags, error) {
 	fs.DurationVar(&f.cfg.Store.LeaderLease, "leader-lease", 0, "raft leader lease (default 500ms)")
 	fs.BoolVar(&f.cfg.Store.StateNoSync, "state-nosync", false, "skip the state file's fsync per batch (see docs/storage.md)")
 	f.logs.register(fs)
+	f.outbound.register(fs)
 	f.ops.register(fs)
 	if err := parseWithConfig(fs, args); err != nil {
 		return nil, err
@@ -98,6 +100,11 @@ func runNode(args []string) error {
 	logger.Info("node started", "node", f.cfg.ID, "raft", f.cfg.RaftAddr, "api", n.APIURL(), "pid", os.Getpid())
 
 	var closers []func() error
+	stopOutbound, err := f.outbound.start(n, f.hostname, logger)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, stopOutbound)
 	errs := make(chan error, 8)
 	if err := f.ops.serve(n, errs, logger); err != nil {
 		return err

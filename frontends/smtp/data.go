@@ -16,7 +16,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/raftmail/raftmail/filters"
-	"github.com/raftmail/raftmail/frontends"
 	"github.com/raftmail/raftmail/raftstore"
 )
 
@@ -46,15 +45,14 @@ func (ss *session) deliver(tx *transaction, raw []byte) error {
 	buf.WriteString(ss.received(tx, key))
 	buf.Write(raw)
 
-	cmd, err := frontends.NewDeliver(ss.s.committer.Codec(),
-		frontends.Envelope{From: tx.from, Rcpts: tx.rcpts, Junk: v.Action == filters.Tag, Key: key}, buf.Bytes())
+	cmd, err := ss.newCommand(tx, key, buf.Bytes(), v.Action == filters.Tag)
 	if err != nil {
 		log.Error("build delivery", "err", err)
 		return errLocalTemp
 	}
 	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.cfg.CommitTimeout)
 	defer cancel()
-	res, err := frontends.CommitDeliver(ctx, ss.s.committer, cmd)
+	res, err := commitCommand(ctx, ss.s.committer, cmd)
 	log = log.With("verdict", v.Action.String(), "ms", time.Since(tx.start).Milliseconds())
 	if err != nil {
 		e := commitError(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/raftmail/raftmail/filters"
 	"github.com/raftmail/raftmail/frontends/smtputil"
 	"github.com/raftmail/raftmail/raftstore"
+	"github.com/raftmail/raftmail/raftstore/command"
 )
 
 // maxPath is the longest reverse or forward path accepted (RFC 5321
@@ -45,7 +46,10 @@ type transaction struct {
 	from  string
 	opts  smtp.MailOptions
 	rcpts []string
-	start time.Time
+	// remote are the rcpts outside local domains (submission only; see
+	// outbound.go), with their DSN parameters.
+	remote []command.QueueRcpt
+	start  time.Time
 }
 
 var (
@@ -222,7 +226,7 @@ func (ss *session) checkSender(from string) error {
 
 // Rcpt checks a recipient against the directory. RFC 5321 §4.1.1.3;
 // codes per RFC 3463 (5.1.1 unknown, 4.2.2 full, 5.7.1 relay denied).
-func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	ss.mu.Lock()
 	tx := ss.tx
 	ss.mu.Unlock()
@@ -242,7 +246,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		ss.logger.Warn("directory lookup failed", "rcpt", to, "err", err)
 		return errDirectoryTemp
 	case !d.Local && ss.s.cfg.Profile == ProfileSubmission:
-		return ss.refuse(&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Outbound delivery is not enabled"})
+		return ss.acceptRemote(ctx, tx, to, opts)
 	case !d.Local:
 		return ss.refuse(&smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied"})
 	case d.Account == "":
@@ -266,6 +270,7 @@ func (ss *session) data(r io.Reader) error {
 	if ss.tx != nil {
 		tx = *ss.tx
 		tx.rcpts = append([]string(nil), ss.tx.rcpts...)
+		tx.remote = append([]command.QueueRcpt(nil), ss.tx.remote...)
 	}
 	ss.mu.Unlock()
 	raw, err := smtputil.ReadMessage(r)
