@@ -25,7 +25,7 @@ type nodeMetrics struct {
 
 var _ raftstore.Observer = (*nodeMetrics)(nil)
 
-func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
+func newNodeMetrics(reg *prometheus.Registry) *nodeMetrics { // concrete type: a nil *Registry in an interface is not nil
 	if reg == nil {
 		return nil
 	}
