@@ -28,6 +28,7 @@ const adminUsage = `Usage: raftmail admin [--api URL] [--token T] COMMAND
   user del ADDRESS | user show ADDRESS | user list
   alias add ADDRESS TARGET   (ADDRESS "@domain" is a catch-all)
   alias del ADDRESS | alias list
+  bayes train [--spam PATH]... [--ham PATH]... [--untrain] | bayes status | bayes reset
   queue list | queue stats | queue show ID | queue retry ID|all | queue delete ID | queue bounce ID [REASON]
   dkim generate DOMAIN [--selector S] [--algo ed25519|rsa] | dkim list | dkim del DOMAIN
   backup --out FILE                      a consistent copy of the node's state
@@ -102,6 +103,8 @@ func runAdmin(args []string, out io.Writer) error {
 		return ad.queue(rest[1:])
 	case "dkim":
 		return ad.dkim(rest[1:])
+	case "bayes":
+		return ad.bayes(rest[1:])
 	}
 	fs.Usage()
 	return fmt.Errorf("unknown admin command %q", rest[0])
