@@ -52,6 +52,10 @@ func (m *nodeMetrics) register(reg prometheus.Registerer, n *Node) error {
 	if m == nil {
 		return nil
 	}
+	for _, result := range []string{"ok", "error"} { // export the series before the first event
+		m.commit.WithLabelValues(result)
+		m.snapDuration.WithLabelValues(result)
+	}
 	for _, c := range []prometheus.Collector{m.commit, m.snapDuration, m.snapBytes, &raftCollector{n: n}} {
 		if err := reg.Register(c); err != nil {
 			return err

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,6 +104,25 @@ func scrapeURL(t *testing.T, url string) func(name string, want map[string]strin
 		}
 		return sum
 	}
+}
+
+// metricNames returns the sample names of a /metrics page, one per line
+// after a newline.
+func metricNames(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var sb strings.Builder
+	for _, line := range strings.Split(string(b), "\n") {
+		if line != "" && line[0] != '#' {
+			sb.WriteString("\n" + strings.FieldsFunc(line, func(r rune) bool { return r == '{' || r == ' ' })[0])
+		}
+	}
+	return sb.String()
 }
 
 func httpStatus(url string) int {
@@ -256,6 +277,32 @@ commit-timeout = "10s"
 	}
 	n2("raftmail_file_bytes", map[string]string{"file": "state.db"})
 	n2("raftmail_commit_duration_seconds", nil)
+
+	// One log line per SMTP transaction: its ID, verdict, scores and index.
+	feLog, _ := os.ReadFile(filepath.Join(dir, "mx1.log"))
+	line := ""
+	for _, l := range strings.Split(string(feLog), "\n") {
+		if strings.Contains(l, `msg="smtp transaction"`) && strings.Contains(l, "code=250") {
+			line = l
+		}
+	}
+	for _, want := range []string{"tx=", "delivery_id=", "verdict=accept", "score=", "raft_index="} {
+		if !strings.Contains(line, want) {
+			t.Errorf("smtp transaction log line lacks %s: %q", want, line)
+		}
+	}
+
+	// Every series the sample Grafana dashboard plots exists.
+	dash, err := os.ReadFile(filepath.Join("..", "..", "docs", "grafana-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := metricNames(t, "http://"+feHTTP+"/metrics") + metricNames(t, "http://"+nodes["n2"].metrics+"/metrics")
+	for _, name := range regexp.MustCompile(`raftmail_[a-z_]+`).FindAllString(string(dash), -1) {
+		if !strings.Contains(pages, "\n"+name) {
+			t.Errorf("docs/grafana-dashboard.json plots %s, which no node or frontend exports", name)
+		}
+	}
 
 	backup := filepath.Join(dir, "backup.zst")
 	if got := admin("backup", "--out", backup); !strings.Contains(got, "applied index") {

@@ -29,6 +29,7 @@ func (ss *session) deliver(tx *transaction, raw []byte) error {
 	fctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.cfg.CommitTimeout)
 	v := ss.gc.filters.Data(fctx, &filters.Message{From: tx.from, Rcpts: tx.rcpts, Header: parseHeader(raw), Body: filters.BytesBody(raw)})
 	cancel()
+	log = log.With("score", v.Score, "scores", scoreList(v.Scores))
 	if v.Action >= filters.TempFail {
 		e := verdictError(v, filters.StageData)
 		log.Info("smtp transaction", "verdict", v.Action.String(), "check", v.Check, "code", e.Code, "err", v.Err,

@@ -3,8 +3,12 @@ package smtp
 import (
 	"errors"
 	"io"
+	"strconv"
+	"strings"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/raftmail/raftmail/filters"
 )
 
 // Data delivers with data and counts the reply (Config.Observer).
@@ -29,4 +33,17 @@ func replyCode(err error) int {
 		return se.Code
 	}
 	return 554
+}
+
+// scoreList formats the filters' per-check scores for the transaction's
+// log line: "dnsbl=3,spf=-0.5" (empty when no check scored).
+func scoreList(scores []filters.CheckScore) string {
+	var b strings.Builder
+	for i, s := range scores {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(s.Check + "=" + strconv.FormatFloat(s.Score, 'g', 4, 64))
+	}
+	return b.String()
 }
