@@ -373,7 +373,7 @@ func TestSubmission(t *testing.T) {
 		wantCode(t, cl.Mail("", nil), 553, "5.7.1")
 	})
 
-	t.Run("remote recipient refused", func(t *testing.T) {
+	t.Run("remote recipient queued, malformed domain refused", func(t *testing.T) {
 		cl, err := gosmtp.DialTLS(tlsAddr, e.clientTLS)
 		if err != nil {
 			t.Fatal(err)
@@ -385,7 +385,10 @@ func TestSubmission(t *testing.T) {
 		if err := cl.Mail("alice@example.test", nil); err != nil {
 			t.Fatal(err)
 		}
-		wantCode(t, cl.Rcpt("friend@elsewhere.test", nil), 550, "5.7.0")
+		if err := cl.Rcpt("friend@elsewhere.test", nil); err != nil { // into the outbound queue
+			t.Fatal(err)
+		}
+		wantCode(t, cl.Rcpt("friend@bad_domain..test", nil), 501, "5.1.2")
 		wantCode(t, cl.Rcpt("nobody@example.test", nil), 550, "5.1.1")
 		if err := cl.Rcpt("bob@example.test", nil); err != nil {
 			t.Fatal(err)
