@@ -42,7 +42,7 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	c     *clustertest.Cluster
 	in    *internet
 	clock *clock
@@ -55,7 +55,7 @@ type env struct {
 
 // newEnv starts a cluster of n nodes with alice@example.test, the
 // internet, and a delivery service on every node.
-func newEnv(t *testing.T, n int, tweak func(*outbound.Config)) *env {
+func newEnv(t testing.TB, n int, tweak func(*outbound.Config)) *env {
 	t.Helper()
 	in := newInternet(t, "127.0.0.2", "127.0.0.3")
 	c := clustertest.New(t, n)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/raftmail/raftmail/raftstore"
@@ -75,11 +76,16 @@ func (w *domainWorker) batch(ctx context.Context, ids []uint64) {
 		}
 		return
 	}
+	// Results are committed in the background while the connection
+	// carries the next transaction (raft batches them); the batch ends,
+	// and its messages are released, once every result has committed.
+	var records sync.WaitGroup
+	defer records.Wait()
 	for _, c := range w.readClaims(ids, attempt) {
 		if ctx.Err() != nil {
 			return
 		}
-		w.deliver(ctx, attempt, c)
+		w.deliver(ctx, attempt, c, &records)
 	}
 }
 
@@ -109,7 +115,7 @@ func (w *domainWorker) readClaims(ids []uint64, attempt string) []claimed {
 }
 
 // deliver makes one attempt for one message and records its outcome.
-func (w *domainWorker) deliver(ctx context.Context, attempt string, c claimed) {
+func (w *domainWorker) deliver(ctx context.Context, attempt string, c claimed, records *sync.WaitGroup) {
 	ss := w.ss
 	start := time.Now()
 	results, mta, tlsUsed := w.transact(ctx, c)
@@ -140,11 +146,15 @@ func (w *domainWorker) deliver(ctx context.Context, attempt string, c claimed) {
 	res.Rcpts = results
 	w.count(counts)
 	w.logAttempt(c, results, mta, tlsUsed, time.Since(start))
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if _, err := ss.propose(cctx, fmt.Sprintf("%s/r%d", attempt, c.entry.ID), res); err != nil && ctx.Err() == nil {
-		ss.logger.Warn("record attempt", "queue_id", c.entry.ID, "err", err)
-	}
+	records.Add(1)
+	go func() {
+		defer records.Done()
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if _, err := ss.propose(cctx, fmt.Sprintf("%s/r%d", attempt, c.entry.ID), res); err != nil && ctx.Err() == nil {
+			ss.logger.Warn("record attempt", "queue_id", c.entry.ID, "err", err)
+		}
+	}()
 }
 
 func (w *domainWorker) count(counts map[command.QueueOutcome]int) {
