@@ -51,6 +51,9 @@ type Config struct {
 	// CommitTimeout bounds a write before it answers ErrUnavailable
 	// (default 30s).
 	CommitTimeout time.Duration
+	// ForwardAttemptTimeout bounds one forwarded attempt to the leader
+	// before the node looks for the leader again and retries (default 3s).
+	ForwardAttemptTimeout time.Duration
 	// Store tunes the raft store (ID, Dir and RaftAddr are filled in).
 	Store raftstore.Config
 	// Logger receives structured logs.
@@ -69,6 +72,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.CommitTimeout == 0 {
 		c.CommitTimeout = 30 * time.Second
+	}
+	if c.ForwardAttemptTimeout == 0 {
+		c.ForwardAttemptTimeout = 3 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -75,7 +75,13 @@ func (n *Node) commitOnce(ctx context.Context, data []byte) (raftstore.Result, e
 	if api == "" {
 		return raftstore.Result{}, errNoLeader
 	}
-	return n.client.Apply(ctx, api, data)
+	// Bound each forwarded attempt: a frozen or cut-off leader still
+	// accepts connections, and waiting on it for the whole deadline would
+	// stall writes long after a new leader is elected (found by raftmail
+	// chaos). The retry resends the same bytes; the key makes it safe.
+	actx, cancel := context.WithTimeout(ctx, n.cfg.ForwardAttemptTimeout)
+	defer cancel()
+	return n.client.Apply(actx, api, data)
 }
 
 var errNoLeader = errors.New("no known leader")
