@@ -247,4 +247,3 @@ func TestRollingRestartKeepsAvailability(t *testing.T) {
 	oc.waitConverged()
 	t.Logf("%d writes committed during the rolling restart, none failed", ok.Load())
 }
-
