@@ -35,9 +35,16 @@ fmt:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzUnmarshal -fuzztime 30s ./raftstore/command/
 
-# Benchmarks (not tests): see docs/benchmarks.md for what they measure.
+# Benchmarks (not tests): raftmail beside Postfix + Dovecot (Debian's
+# postfix dovecot-imapd dovecot-pop3d dovecot-lmtpd, run as root) and the raw
+# raft ceiling, written to docs/benchmarks.md and docs/benchmarks.png.
+BENCH_ARGS ?=
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./bench/...
+	./$(BIN) bench compare --bin $(BIN) --corpus ../shared/corpus --out docs/benchmarks.md --chart docs/benchmarks.png $(BENCH_ARGS)
+
+# The in-process Go benchmarks of bench/ (LMTP, SMTP, store, raft ceiling).
+bench-go: deps
+	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./bench/
 
 # The chaos harness (docs/reliability.md): a 3-node cluster and 2 MX frontends
 # under SMTP+IMAP load while leaders are killed, nodes paused and the network

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 )
 
 // LoadCorpus reads up to max .eml files under dir (recursively, in name
@@ -57,7 +58,7 @@ func ToCRLF(b []byte) []byte {
 // Synthetic returns a text message of about size bytes, unique by seq.
 func Synthetic(size, seq int) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "From: bench@remote.test\r\nTo: user@example.test\r\nMessage-ID: <%d@bench.test>\r\nSubject: synthetic %d\r\n\r\n", seq, seq)
+	fmt.Fprintf(&b, "From: bench@remote.test\r\nTo: user@example.test\r\nMessage-ID: <%d.%s@bench.test>\r\nSubject: synthetic %d\r\n\r\n", seq, runID, seq)
 	line := []byte("The quick brown fox jumps over the lazy dog, again and again, for benchmarking.\r\n")
 	for b.Len() < size {
 		fmt.Fprintf(&b, "%08d ", b.Len())
@@ -66,8 +67,38 @@ func Synthetic(size, seq int) []byte {
 	return b.Bytes()
 }
 
-// Unique prefixes a Message-ID header so every delivery of a corpus message
-// is a distinct body (no dedupe shortcut).
+// runID keeps the Message-IDs of separate runs (and processes) apart.
+var runID = fmt.Sprintf("%x", time.Now().UnixNano())
+
+// Unique gives a corpus message a fresh Message-ID (the original one is
+// kept as X-Original-Message-ID) and an X-Bench-Seq header, so every
+// delivery is a distinct message and a distinct body (no dedupe shortcut).
 func Unique(msg []byte, seq int64) []byte {
-	return append([]byte(fmt.Sprintf("X-Bench-Seq: %d\r\n", seq)), msg...)
+	end := bytes.Index(msg, []byte("\r\n\r\n"))
+	if end < 0 {
+		end = len(msg)
+	}
+	out := make([]byte, 0, len(msg)+96)
+	out = fmt.Appendf(out, "Message-ID: <%d.%s@bench.raftmail>\r\nX-Bench-Seq: %d\r\n", seq, runID, seq)
+	if i := indexFold(msg[:end], "message-id:"); i >= 0 {
+		out = append(out, msg[:i]...)
+		out = append(out, "X-Original-"...)
+		return append(out, msg[i:]...)
+	}
+	return append(out, msg...)
+}
+
+// indexFold finds a header name at the start of a header line, ignoring case.
+func indexFold(hdr []byte, name string) int {
+	for i := 0; i < len(hdr); {
+		if len(hdr)-i >= len(name) && bytes.EqualFold(hdr[i:i+len(name)], []byte(name)) {
+			return i
+		}
+		nl := bytes.IndexByte(hdr[i:], '\n')
+		if nl < 0 {
+			return -1
+		}
+		i += nl + 1
+	}
+	return -1
 }

@@ -28,12 +28,23 @@ type LMTPLoad struct {
 	Message func(seq int64) []byte
 	// Rcpt returns the recipient of delivery seq.
 	Rcpt func(seq int64) string
+	// From is the envelope sender (default bench@remote.test).
+	From string
+	// Rec receives the results (default: a new recorder); pass one to
+	// watch progress while the load runs.
+	Rec *Recorder
 }
 
 // RunLMTP runs the load over persistent LMTP connections (one transaction
 // at a time per connection, as an MTA's LMTP client does) and reports.
 func RunLMTP(ctx context.Context, l LMTPLoad) Summary {
-	rec := NewRecorder()
+	rec := l.Rec
+	if rec == nil {
+		rec = NewRecorder()
+	}
+	if l.From == "" {
+		l.From = "bench@remote.test"
+	}
 	var next atomic.Int64
 	if l.Duration > 0 && l.Total == 0 {
 		var cancel context.CancelFunc
@@ -66,10 +77,15 @@ func RunLMTP(ctx context.Context, l LMTPLoad) Summary {
 				}
 				body := l.Message(seq)
 				start := time.Now()
-				if err := lmtpOne(c, l.Rcpt(seq), body); err != nil {
+				if err := lmtpOne(c, l.From, l.Rcpt(seq), body); err != nil {
 					rec.Fail(replyClass(err))
-					c.Close()
-					c = nil
+					// A refused command leaves the session usable:
+					// RSET and go on; anything else reconnects.
+					var se *smtp.SMTPError
+					if !errors.As(err, &se) || c.Reset() != nil {
+						c.Close()
+						c = nil
+					}
 					continue
 				}
 				rec.Ok(time.Since(start), len(body))
@@ -97,8 +113,8 @@ func dial(addr string, smtpProto bool) (*smtp.Client, error) {
 	return c, nil
 }
 
-func lmtpOne(c *smtp.Client, rcpt string, body []byte) error {
-	if err := c.Mail("bench@remote.test", nil); err != nil {
+func lmtpOne(c *smtp.Client, from, rcpt string, body []byte) error {
+	if err := c.Mail(from, nil); err != nil {
 		return err
 	}
 	if err := c.Rcpt(rcpt, nil); err != nil {

@@ -117,17 +117,27 @@ func (rc *RawCluster) leader() *raft.Raft {
 
 // Run applies total entries from concurrency goroutines and reports.
 func (rc *RawCluster) Run(total, concurrency int, entry func(seq int64) []byte) Summary {
+	return rc.run(total, 0, concurrency, entry)
+}
+
+// RunFor applies entries from concurrency goroutines for d and reports.
+func (rc *RawCluster) RunFor(d time.Duration, concurrency int, entry func(seq int64) []byte) Summary {
+	return rc.run(0, d, concurrency, entry)
+}
+
+func (rc *RawCluster) run(total int, d time.Duration, concurrency int, entry func(seq int64) []byte) Summary {
 	rec := NewRecorder()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	r := rc.leader()
+	deadline := time.Now().Add(d)
 	for w := 0; w < concurrency; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				seq := next.Add(1)
-				if seq > int64(total) {
+				if (total > 0 && seq > int64(total)) || (d > 0 && time.Now().After(deadline)) {
 					return
 				}
 				data := entry(seq)

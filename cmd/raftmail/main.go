@@ -20,6 +20,7 @@ Usage:
   raftmail admin    domain|user|alias ...   (against --api, default http://127.0.0.1:8081)
   raftmail cluster  status|join|remove|digest ...
   raftmail dev      [--data ./data]          (a local 3-node cluster with a demo account)
+  raftmail bench    smtp|lmtp|imap|pop3|compare ... (load generator; compare = make bench)
   raftmail chaos    [--duration 2m] [--seed N] (fault harness: kills, pauses, partitions; docs/reliability.md)
 
 Run "raftmail COMMAND -h" for the flags of a command.
@@ -43,6 +44,8 @@ func main() {
 		err = runCluster(args, os.Stdout)
 	case "dev":
 		err = runDev(args)
+	case "bench":
+		err = runBench(args, os.Stdout, os.Stderr)
 	case "chaos":
 		err = runChaos(args)
 	case "help", "-h", "--help":

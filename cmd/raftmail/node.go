@@ -31,6 +31,9 @@ type nodeFlags struct {
 	logs       logFlags
 	outbound   outboundFlags
 	ops        nodeOps
+	// imapMaxConns and imapMaxConnsPerIP raise the IMAP connection limits
+	// (0: the server's defaults), e.g. for the bench's idle connections.
+	imapMaxConns, imapMaxConnsPerIP int
 }
 
 func parseNodeFlags(args []string) (*nodeFlags, error) {
@@ -64,6 +67,8 @@ func parseNodeFlags(args []string) (*nodeFlags, error) {
 	fs.DurationVar(&f.cfg.Store.ElectionTimeout, "election-timeout", 0, "raft election timeout (default 1s)")
 	fs.DurationVar(&f.cfg.Store.LeaderLease, "leader-lease", 0, "raft leader lease (default 500ms)")
 	fs.BoolVar(&f.cfg.Store.StateNoSync, "state-nosync", false, "skip the state file's fsync per batch (see docs/storage.md)")
+	fs.IntVar(&f.imapMaxConns, "imap-max-conns", 0, "IMAP connections in all (default 2000)")
+	fs.IntVar(&f.imapMaxConnsPerIP, "imap-max-conns-per-ip", 0, "IMAP connections per client IP (default 50)")
 	f.logs.register(fs)
 	f.outbound.register(fs)
 	f.ops.register(fs)

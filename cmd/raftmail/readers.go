@@ -40,7 +40,8 @@ func startReaders(f *nodeFlags, n *cluster.Node, logger *slog.Logger, errs chan<
 	}
 	if f.imapAddr != "" || f.imapsAddr != "" {
 		srv, err := imap.New(imap.Config{TLS: tlsCfg, InsecureAuth: f.cfg.Dev,
-			CommandTimeout: f.cfg.CommitTimeout, Logger: logger, JunkTrainer: bayes.NewLearner(n, logger)}, n)
+			CommandTimeout: f.cfg.CommitTimeout, MaxConns: f.imapMaxConns, MaxConnsPerIP: f.imapMaxConnsPerIP,
+			Logger: logger, JunkTrainer: bayes.NewLearner(n, logger)}, n)
 		if err != nil {
 			return closers, fmt.Errorf("imap: %w", err)
 		}

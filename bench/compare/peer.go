@@ -1,0 +1,382 @@
+package compare
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftmail/raftmail/bench"
+)
+
+// Debian's binaries of the peer.
+const (
+	postfixBin = "/usr/sbin/postfix"
+	dovecotBin = "/usr/sbin/dovecot"
+	// mailUID/GID own the peer's Maildirs (nobody:nogroup): Dovecot will
+	// not access mail as root and the script creates no system user.
+	mailUID = 65534
+	mailGID = 65534
+)
+
+// peerMissing says what is missing to run the peer, or "" if nothing.
+func peerMissing() string {
+	var miss []string
+	for _, b := range []string{postfixBin, dovecotBin} {
+		if _, err := os.Stat(b); err != nil {
+			miss = append(miss, b)
+		}
+	}
+	if _, err := os.Stat("/usr/lib/dovecot/lmtp"); err != nil {
+		miss = append(miss, "dovecot-lmtpd")
+	}
+	if len(miss) > 0 {
+		return "not installed: " + strings.Join(miss, ", ") +
+			" (apt-get install -y postfix dovecot-imapd dovecot-pop3d dovecot-lmtpd)"
+	}
+	if os.Geteuid() != 0 {
+		return "Postfix's master must run as root; run make bench as root to include the peer"
+	}
+	return ""
+}
+
+// peerSystem is Postfix (smtpd on a loopback port, delivering over LMTP)
+// in front of Dovecot (LMTP, IMAP, POP3, Maildir, fsync on), each an
+// instance of its own with its configuration in a temp dir.
+type peerSystem struct {
+	dir                      string
+	smtp, lmtp, imap, pop3   string
+	postfixConf, dovecotConf string
+	dovecot, postfix         *process
+	postfixVersion, dovecotV string
+	postfixMasterPidFile     string
+}
+
+// startPeer configures and starts both under dir for users.
+func startPeer(ctx context.Context, dir string, domains []string, users []bench.Cred, idleConns int) (*peerSystem, error) {
+	p := &peerSystem{dir: dir}
+	// Dovecot's and Postfix's unprivileged processes must reach files
+	// under dir: open it and the temp dirs above it for traversal.
+	for d := dir; strings.HasPrefix(d, os.TempDir()+"/"); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range []*string{&p.smtp, &p.lmtp, &p.imap, &p.pop3} {
+		addr, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		*a = addr
+	}
+	if err := p.writeDovecot(users, idleConns); err != nil {
+		return nil, err
+	}
+	if err := p.writePostfix(domains, users); err != nil {
+		return nil, err
+	}
+	var err error
+	if p.dovecot, err = startProcess("dovecot", filepath.Join(dir, "dovecot-stderr.log"), dovecotBin, "-F", "-c", p.dovecotConf); err != nil {
+		return nil, err
+	}
+	if p.postfix, err = startProcess("postfix", filepath.Join(dir, "postfix.log"), postfixBin, "-c",
+		filepath.Join(dir, "postfix"), "start-fg"); err != nil {
+		p.stop()
+		return nil, err
+	}
+	for _, a := range []string{p.lmtp, p.imap, p.pop3, p.smtp} {
+		if err := waitListen(ctx, a); err != nil {
+			p.stop()
+			return nil, fmt.Errorf("peer: %w\n%s", err, logTails(dir, "dovecot-stderr.log", "dovecot/dovecot.log",
+				"postfix.log"))
+		}
+	}
+	p.postfixVersion = cmdOutput(postfixBin, "-c", filepath.Join(dir, "postfix"), "-h", "mail_version")
+	if p.postfixVersion == "" {
+		p.postfixVersion = strings.TrimPrefix(cmdOutput("/usr/sbin/postconf", "-c", filepath.Join(dir, "postfix"), "mail_version"), "mail_version = ")
+	}
+	p.dovecotV = cmdOutput(dovecotBin, "--version")
+	return p, nil
+}
+
+// logTails returns the last lines of the named logs under dir.
+func logTails(dir string, names ...string) string {
+	var b strings.Builder
+	for _, n := range names {
+		data, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		fmt.Fprintf(&b, "--- %s:\n%s\n", n, strings.Join(lines[max(0, len(lines)-15):], "\n"))
+	}
+	return b.String()
+}
+
+func cmdOutput(bin string, args ...string) string {
+	out, err := exec.Command(bin, args...).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// writeDovecot writes dovecot.conf and the passwd-file. Everything else
+// is Dovecot's default (mail_fsync = optimized: fsync on).
+func (p *peerSystem) writeDovecot(users []bench.Cred, idleConns int) error {
+	d := filepath.Join(p.dir, "dovecot")
+	mail := filepath.Join(p.dir, "mail")
+	for _, sub := range []string{d, filepath.Join(d, "run"), filepath.Join(d, "state"), mail} {
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Chown(mail, mailUID, mailGID); err != nil {
+		return fmt.Errorf("chown %s: %w", mail, err)
+	}
+	var pw strings.Builder
+	for _, u := range users {
+		local, domain, _ := strings.Cut(u.User, "@")
+		fmt.Fprintf(&pw, "%s:{PLAIN}%s:%d:%d::%s::\n", u.User, u.Pass, mailUID, mailGID, filepath.Join(mail, domain, local))
+	}
+	passwd := filepath.Join(d, "users")
+	if err := os.WriteFile(passwd, []byte(pw.String()), 0o644); err != nil {
+		return err
+	}
+	port := func(a string) string { return a[strings.LastIndexByte(a, ':')+1:] }
+	conf := fmt.Sprintf(`# Generated by raftmail bench compare: a private instance on loopback ports.
+instance_name = raftmail-bench
+base_dir = %[1]s/run
+state_dir = %[1]s/state
+log_path = %[1]s/dovecot.log
+protocols = imap pop3 lmtp
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:~/Maildir
+first_valid_uid = 1
+default_client_limit = %[6]d
+default_vsz_limit = 512M
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%%u %[2]s
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%%u %[2]s
+}
+# Login processes in Dovecot's documented high-performance mode (one
+# process serves many logins) so thousands of connections open quickly.
+service imap-login {
+  service_count = 0
+  process_min_avail = 2
+  inet_listener imap {
+    address = 127.0.0.1
+    port = %[3]s
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service pop3-login {
+  service_count = 0
+  process_min_avail = 2
+  inet_listener pop3 {
+    address = 127.0.0.1
+    port = %[4]s
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = %[5]s
+  }
+}
+service imap {
+  process_limit = %[6]d
+}
+service anvil {
+  client_limit = %[7]d
+}
+service auth {
+  client_limit = %[7]d
+}
+protocol imap {
+  mail_max_userip_connections = %[6]d
+}
+protocol pop3 {
+  mail_max_userip_connections = %[6]d
+}
+protocol lmtp {
+  postmaster_address = postmaster@bench.test
+}
+`, d, passwd, port(p.imap), port(p.pop3), port(p.lmtp), idleConns+1000, 2*idleConns+2000)
+	p.dovecotConf = filepath.Join(d, "dovecot.conf")
+	return os.WriteFile(p.dovecotConf, []byte(conf), 0o644)
+}
+
+// writePostfix writes main.cf and master.cf: Debian's master.cf with
+// chroot off and smtpd moved to a loopback port; main.cf with the bench
+// domains as virtual mailbox domains delivered over LMTP to Dovecot.
+func (p *peerSystem) writePostfix(domains []string, users []bench.Cred) error {
+	d := filepath.Join(p.dir, "postfix")
+	for _, sub := range []string{d, filepath.Join(d, "spool"), filepath.Join(d, "data")} {
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Chown(filepath.Join(d, "data"), postfixUID(), 0); err != nil {
+		return fmt.Errorf("chown postfix data dir: %w", err)
+	}
+	var vm strings.Builder
+	for _, u := range users {
+		fmt.Fprintf(&vm, "%s ok\n", u.User)
+	}
+	if err := os.WriteFile(filepath.Join(d, "vmailbox"), []byte(vm.String()), 0o644); err != nil {
+		return err
+	}
+	main := fmt.Sprintf(`# Generated by raftmail bench compare: a private instance on a loopback port.
+compatibility_level = 3.6
+queue_directory = %[1]s/spool
+data_directory = %[1]s/data
+maillog_file = /dev/stdout
+myhostname = postfix.bench
+mydomain = bench
+myorigin = $myhostname
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+mynetworks = 127.0.0.0/8
+relay_domains =
+virtual_mailbox_domains = %[2]s
+virtual_mailbox_maps = texthash:%[1]s/vmailbox
+virtual_transport = lmtp:inet:%[3]s
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+message_size_limit = 52428800
+biff = no
+smtputf8_enable = no
+`, d, strings.Join(domains, " "), p.lmtp)
+	if err := os.WriteFile(filepath.Join(d, "main.cf"), []byte(main), 0o644); err != nil {
+		return err
+	}
+	master, err := postfixMaster(p.smtp)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(d, "master.cf"), []byte(master), 0o644)
+}
+
+// postfixMaster rewrites Debian's master.cf: no chroot (the spool is a
+// temp dir without the chroot's copies of /etc), smtpd on addr only.
+func postfixMaster(addr string) (string, error) {
+	f, err := os.Open("/etc/postfix/master.cf")
+	if err != nil {
+		return "", fmt.Errorf("read Debian's master.cf: %w", err)
+	}
+	defer f.Close()
+	var out strings.Builder
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		fields := strings.Fields(line)
+		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") || len(fields) < 8 {
+			out.WriteString(line + "\n")
+			continue
+		}
+		if fields[1] == "inet" {
+			if fields[0] != "smtp" {
+				continue // submission etc. stay off
+			}
+			fields[0] = addr
+		}
+		fields[4] = "n" // chroot
+		out.WriteString(strings.Join(fields, " ") + "\n")
+	}
+	return out.String(), sc.Err()
+}
+
+func postfixUID() int {
+	data, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) > 2 && f[0] == "postfix" {
+			uid, _ := strconv.Atoi(f[2])
+			return uid
+		}
+	}
+	return 0
+}
+
+// pids are the roots of both process trees (Postfix's master, Dovecot's
+// master): their descendants are every peer process.
+func (p *peerSystem) pids() []int {
+	var out []int
+	if p.dovecot != nil {
+		out = append(out, p.dovecot.pid())
+	}
+	if p.postfix != nil {
+		out = append(out, p.postfix.pid())
+	}
+	return out
+}
+
+// dovecotPids is the root of Dovecot's tree only.
+func (p *peerSystem) dovecotPids() []int { return []int{p.dovecot.pid()} }
+
+// delivered counts the messages in the Maildirs of domain.
+func (p *peerSystem) delivered(domain string) int {
+	n := 0
+	dirs, _ := filepath.Glob(filepath.Join(p.dir, "mail", domain, "*", "Maildir"))
+	for _, d := range dirs {
+		for _, sub := range []string{"new", "cur"} {
+			ents, _ := os.ReadDir(filepath.Join(d, sub))
+			n += len(ents)
+		}
+	}
+	return n
+}
+
+// waitDelivered waits until domain holds want messages (Postfix's queue
+// drained into Dovecot) and returns when that happened.
+func (p *peerSystem) waitDelivered(ctx context.Context, domain string, want int, limit time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		if got := p.delivered(domain); got >= want {
+			return time.Now(), nil
+		} else if time.Now().After(deadline) {
+			return time.Now(), fmt.Errorf("postfix delivered %d of %d within %v", got, want, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return time.Now(), ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (p *peerSystem) stop() {
+	if p.postfix != nil {
+		// "postfix stop" ends master and its workers; start-fg then exits.
+		_ = exec.Command(postfixBin, "-c", filepath.Join(p.dir, "postfix"), "stop").Run()
+		p.postfix.stop(15 * time.Second)
+		p.postfix.killGroup()
+	}
+	if p.dovecot != nil {
+		p.dovecot.stop(15 * time.Second)
+	}
+}
