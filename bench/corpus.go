@@ -1,6 +1,9 @@
-// Package bench holds raftmail's load generators and benchmarks: LMTP (and
-// later SMTP, IMAP, POP3) load against a cluster, and the raw raft.Apply
-// ceiling of a bare hashicorp/raft cluster on the same machine.
+// Package bench holds raftmail's load generators and benchmarks: SMTP and
+// LMTP delivery load, IMAP (FETCH or a mixed workload) and POP3 read load,
+// idle IMAP connections, latency recording in HDR histograms, and the raw
+// raft.Apply ceiling of a bare hashicorp/raft cluster on the same machine.
+// "raftmail bench" drives them; bench/compare is the make bench comparison
+// with Postfix + Dovecot.
 package bench
 
 import (
