@@ -315,8 +315,12 @@ func (r *Report) allRuns(b *strings.Builder) {
 		if res.Scenario == "select" || res.Scenario == "idle" {
 			continue
 		}
-		fmt.Fprintf(b, "| %s | %s | %d | %s | %d | %.0f | %.1f | %s | %s | %s | %s | %s | %s |\n", res.Scenario, res.Payload, res.Conc, res.System,
-			s.Ops, s.PerSec, s.MBPerS, bench.FmtDur(s.P50), bench.FmtDur(s.P90), bench.FmtDur(s.P99), bench.FmtDur(s.Max), s.ErrorString(), res.Note)
+		lat := []string{"—", "—", "—", "—"}
+		if s.Requests > 0 && s.Max > 0 {
+			lat = []string{bench.FmtDur(s.P50), bench.FmtDur(s.P90), bench.FmtDur(s.P99), bench.FmtDur(s.Max)}
+		}
+		fmt.Fprintf(b, "| %s | %s | %d | %s | %d | %.0f | %.1f | %s | %s | %s |\n", res.Scenario, res.Payload, res.Conc, res.System,
+			s.Ops, s.PerSec, s.MBPerS, strings.Join(lat, " | "), s.ErrorString(), res.Note)
 	}
 	b.WriteString("\n")
 }
