@@ -241,14 +241,16 @@ func (r *Report) smtpTables(b *strings.Builder) {
 }
 
 func (r *Report) readTables(b *strings.Builder) {
-	for _, proto := range []string{"imap", "pop3"} {
-		what := "IMAP FETCH BODY.PEEK[] of every message (latency per mailbox: SELECT is once per login, FETCH 1:* per round)"
-		if proto == "pop3" {
-			what = "POP3 RETR of every message (latency per RETR)"
-		}
+	for _, proto := range []string{"imap", "pop3", "imap-mixed"} {
+		what := map[string]string{
+			"imap": "IMAP FETCH BODY.PEEK[] of every message (latency per mailbox: SELECT is once per login, FETCH 1:* per round)",
+			"pop3": "POP3 RETR of every message (latency per RETR)",
+			"imap-mixed": "IMAP mixed workload: FETCH BODY.PEEK[] of one message, STORE ±FLAGS \\Flagged (through the leader), " +
+				"SEARCH HEADER Subject, 100 ms IDLE, in turn (operations/s; latency per operation)",
+		}[proto]
 		fmt.Fprintf(b, "## %s\n\n%d mailboxes of %d real messages each, %d clients, logins before the clock starts. Leader %s, follower %s.\n\n",
 			what, r.Cfg.Mailboxes, r.Cfg.PerMailbox, r.Cfg.ReadClients, r.Leader, r.Follower)
-		b.WriteString("| system | messages/s | MB/s | p50 | p90 | p99 | max | CPU-s / 1,000 msgs | ÷ Dovecot | ÷ ceiling |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| system | operations/s | MB/s | p50 | p90 | p99 | max | CPU-s / 1,000 msgs | ÷ Dovecot | ÷ ceiling |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		dv := r.rate(proto, "corpus", 0, sysDovecot)
 		for _, sys := range []string{sysFollower, sysLeader, sysDovecot} {
 			res, ok := r.find(proto, "corpus", 0, sys)

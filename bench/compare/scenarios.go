@@ -168,24 +168,33 @@ func (r *runner) reads(ctx context.Context) error {
 		return err
 	}
 	r.report.Leader, r.report.Follower = r.rm.nodes[leader].name, r.rm.nodes[follower].name
-	type target struct{ sys, proto, addr string }
+	type target struct {
+		sys, proto, addr string
+		mixed            bool
+	}
 	targets := []target{
-		{sysFollower, "imap", r.rm.nodes[follower].imap},
-		{sysLeader, "imap", r.rm.nodes[leader].imap},
-		{sysFollower, "pop3", r.rm.nodes[follower].pop3},
+		{sysFollower, "imap", r.rm.nodes[follower].imap, false},
+		{sysLeader, "imap", r.rm.nodes[leader].imap, false},
+		{sysFollower, "pop3", r.rm.nodes[follower].pop3, false},
+		{sysFollower, "imap", r.rm.nodes[follower].imap, true},
 	}
 	if r.peer != nil {
-		targets = slices.Insert(targets, 2, target{sysDovecot, "imap", r.peer.imap})
-		targets = append(targets, target{sysDovecot, "pop3", r.peer.pop3})
+		targets = slices.Insert(targets, 2, target{sysDovecot, "imap", r.peer.imap, false})
+		targets = slices.Insert(targets, 4, target{sysDovecot, "pop3", r.peer.pop3, false})
+		targets = append(targets, target{sysDovecot, "imap", r.peer.imap, true})
 	}
 	for _, t := range targets {
 		cpu0 := cpuSeconds(r.pidsOf(t.sys))
 		s, err := bench.Run(ctx, bench.Options{Proto: t.proto, Targets: []string{t.addr}, Concurrency: r.cfg.ReadClients,
-			Duration: r.cfg.ReadDuration, Users: users})
+			Duration: r.cfg.ReadDuration, Users: users, Mixed: t.mixed})
 		if err != nil {
 			return err
 		}
-		r.add(Result{Scenario: t.proto, Payload: "corpus", Conc: r.cfg.ReadClients, System: t.sys, Summary: s,
+		scenario := t.proto
+		if t.mixed {
+			scenario = "imap-mixed"
+		}
+		r.add(Result{Scenario: scenario, Payload: "corpus", Conc: r.cfg.ReadClients, System: t.sys, Summary: s,
 			CPUPer1000: per1000(cpuSeconds(r.pidsOf(t.sys))-cpu0, s.Ops)})
 	}
 	return nil
