@@ -64,23 +64,55 @@ func startProcCluster(t *testing.T, n int, extra ...string) *procCluster {
 	pc := &procCluster{t: t, client: cluster.NewClient("")}
 	base := t.TempDir()
 	for i := 0; i < n; i++ {
-		nd := &procNode{id: fmt.Sprintf("n%d", i+1), dir: filepath.Join(base, fmt.Sprintf("n%d", i+1)),
-			raft: clustertest.FreeAddr(t), api: clustertest.FreeAddr(t), lmtp: clustertest.FreeAddr(t),
-			imap: clustertest.FreeAddr(t), pop3: clustertest.FreeAddr(t)}
+		nd := &procNode{id: fmt.Sprintf("n%d", i+1), dir: filepath.Join(base, fmt.Sprintf("n%d", i+1))}
 		nd.logPath = nd.dir + ".log"
-		nd.args = append([]string{"node", "--id", nd.id, "--data", nd.dir, "--raft", nd.raft, "--http", nd.api,
-			"--lmtp", nd.lmtp, "--imap", nd.imap, "--pop3", nd.pop3, "--dev", "--commit-timeout", "10s"}, extra...)
-		if i == 0 {
-			nd.args = append(nd.args, "--bootstrap")
-		} else {
-			nd.args = append(nd.args, "--join", "http://"+pc.nodes[0].api)
-		}
 		pc.nodes = append(pc.nodes, nd)
-		pc.start(i)
+		// A free port can be taken by a parallel test between our probe and
+		// the child's bind: pick new ports and start again if that happens.
+		for attempt := 0; ; attempt++ {
+			nd.raft, nd.api, nd.lmtp = clustertest.FreeAddr(t), clustertest.FreeAddr(t), clustertest.FreeAddr(t)
+			nd.imap, nd.pop3 = clustertest.FreeAddr(t), clustertest.FreeAddr(t)
+			nd.args = append([]string{"node", "--id", nd.id, "--data", nd.dir, "--raft", nd.raft, "--http", nd.api,
+				"--lmtp", nd.lmtp, "--imap", nd.imap, "--pop3", nd.pop3, "--dev", "--commit-timeout", "10s"}, extra...)
+			if i == 0 {
+				nd.args = append(nd.args, "--bootstrap")
+			} else {
+				nd.args = append(nd.args, "--join", "http://"+pc.nodes[0].api)
+			}
+			pc.start(i)
+			if pc.waitListening(i) || attempt == 3 {
+				break
+			}
+			t.Logf("%s lost a port race, starting it on other ports", nd.id)
+		}
 	}
 	t.Cleanup(pc.stopAll)
 	pc.waitMembers(n)
 	return pc
+}
+
+// waitListening waits until node i answers /healthz; false if the process
+// exited first because a port was taken.
+func (pc *procCluster) waitListening(i int) bool {
+	nd := pc.nodes[i]
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-nd.done:
+			b, _ := os.ReadFile(nd.logPath)
+			if !strings.Contains(string(b), "address already in use") {
+				pc.t.Fatalf("%s exited at start:\n%s", nd.id, b)
+			}
+			return false
+		default:
+		}
+		if _, err := pc.status(i); err == nil {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond) // poll the child's API
+	}
+	pc.t.Fatalf("%s did not start listening within 20s", nd.id)
+	return false
 }
 
 func (pc *procCluster) start(i int) {
