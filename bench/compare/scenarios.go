@@ -30,10 +30,11 @@ const (
 
 func (r *runner) payloads() []string { return []string{"corpus", sizeName(r.cfg.LargeSize)} }
 
-// ceiling measures raft.Apply on a bare 3-node cluster with entries equal
-// to the Deliver commands raftmail proposes for the same messages
-// (compressed bodies and all).
-func (r *runner) ceiling(ctx context.Context) error {
+// startCeiling starts a bare 3-node raft cluster and builds its entries:
+// the Deliver commands raftmail proposes for the same messages
+// (compressed bodies and all). ceilingRun then measures raft.Apply of them
+// beside each write step, so background load drifts hit both alike.
+func (r *runner) startCeiling() error {
 	codec, err := raftstore.NewCodec(64 << 20)
 	if err != nil {
 		return err
@@ -43,11 +44,10 @@ func (r *runner) ceiling(ctx context.Context) error {
 	if err := os.MkdirAll(rawDir, 0o700); err != nil {
 		return err
 	}
-	rc, err := bench.NewRawCluster(rawDir)
-	if err != nil {
+	if r.raw, err = bench.NewRawCluster(rawDir); err != nil {
 		return err
 	}
-	defer rc.Close()
+	r.entries = map[string][][]byte{}
 	for _, p := range r.payloads() {
 		entries := make([][]byte, 256)
 		for i := range entries {
@@ -60,20 +60,28 @@ func (r *runner) ceiling(ctx context.Context) error {
 				return err
 			}
 		}
-		for _, c := range r.cfg.Concurrencies {
-			s := rc.RunFor(r.cfg.Duration, c, func(seq int64) []byte { return entries[seq%int64(len(entries))] })
-			r.add(Result{Scenario: "smtp", Payload: p, Conc: c, System: sysCeiling, Summary: s})
-		}
+		r.entries[p] = entries
 	}
-	return ctx.Err()
+	return nil
+}
+
+func (r *runner) ceilingRun(p string, c int) {
+	entries := r.entries[p]
+	s := r.raw.RunFor(r.cfg.Duration, c, func(seq int64) []byte { return entries[seq%int64(len(entries))] })
+	r.add(Result{Scenario: "smtp", Payload: p, Conc: c, System: sysCeiling, Summary: s})
 }
 
 // writes runs SMTP and LMTP delivery loads, interleaving the systems at
 // each step so drifting background load hits all alike.
 func (r *runner) writes(ctx context.Context) error {
 	users := bench.Users("user", writeDomain, password, r.cfg.WriteUsers)
+	if err := r.startCeiling(); err != nil {
+		return fmt.Errorf("raw raft cluster: %w", err)
+	}
+	defer r.raw.Close()
 	for _, p := range r.payloads() {
 		for _, c := range r.cfg.Concurrencies {
+			r.ceilingRun(p, c)
 			for _, sys := range []struct {
 				name    string
 				proto   string
