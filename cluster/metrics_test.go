@@ -109,9 +109,20 @@ func TestNodeMetrics(t *testing.T) {
 	if err := follower.Store().Snapshot(); err != nil {
 		t.Fatal(err)
 	}
-	after := scrape(t, follower.OpsHandler())
-	if v, _ := value(after, "raftmail_raft_applied_index", nil); v < applied0+5 {
-		t.Errorf("applied index moved from %v to %v, want ≥ +5", applied0, v)
+	// The follower applies the last delivery a moment after the leader
+	// answered: poll the scrape instead of reading it once.
+	var after map[string]*dto.MetricFamily
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after = scrape(t, follower.OpsHandler())
+		v, _ := value(after, "raftmail_raft_applied_index", nil)
+		if v >= applied0+5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("applied index moved from %v to %v, want ≥ +5", applied0, v)
+		}
+		time.Sleep(20 * time.Millisecond) // poll the follower's apply
 	}
 	if v, _ := value(after, "raftmail_commit_duration_seconds", map[string]string{"result": "ok"}); v < 3 {
 		t.Errorf("commit latency histogram counted %v commits, want ≥ 3", v)

@@ -72,8 +72,20 @@ func New(t testing.TB, n int, opts ...Options) *Cluster {
 		} else {
 			cfg.Join = []string{"http://" + c.cfgs[0].HTTPAddr}
 		}
-		c.cfgs[i] = cfg
-		c.start(i)
+		// A port probed free can be taken by a test in another package
+		// (go test runs packages in parallel) before the node binds it:
+		// start again on fresh ports when that happens.
+		for attempt := 0; ; attempt++ {
+			c.cfgs[i] = cfg
+			err := c.tryStart(i)
+			if err == nil {
+				break
+			}
+			if !strings.Contains(err.Error(), "address already in use") || attempt == 4 {
+				t.Fatalf("start node %d: %v", i+1, err)
+			}
+			cfg.RaftAddr, cfg.HTTPAddr = FreeAddr(t), FreeAddr(t)
+		}
 		if i == 0 {
 			c.WaitLeader()
 		}
@@ -96,13 +108,20 @@ func (w tlogWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return le
 
 func (c *Cluster) start(i int) {
 	c.t.Helper()
+	if err := c.tryStart(i); err != nil {
+		c.t.Fatalf("start node %d: %v", i+1, err)
+	}
+}
+
+func (c *Cluster) tryStart(i int) error {
 	nd, err := cluster.Open(c.cfgs[i])
 	if err != nil {
-		c.t.Fatalf("start node %d: %v", i+1, err)
+		return err
 	}
 	c.mu.Lock()
 	c.nodes[i] = nd
 	c.mu.Unlock()
+	return nil
 }
 
 // FreeAddr returns a free 127.0.0.1 TCP address.
