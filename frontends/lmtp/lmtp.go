@@ -257,12 +257,8 @@ func rcptError(err error) error {
 	return errTemp
 }
 
-// readMessage reads the DATA body under the store's rules and prepends the
-// Return-Path header of final delivery (RFC 5321 §4.4).
+// readMessage reads the DATA body under the store's rules with the
+// Return-Path header of final delivery (RFC 5321 §4.4) in front.
 func readMessage(r io.Reader, from string) ([]byte, error) {
-	raw, err := smtputil.ReadMessage(r)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte("Return-Path: <"+from+">\r\n"), raw...), nil
+	return smtputil.ReadMessage(r, "Return-Path: <"+from+">\r\n")
 }

@@ -273,7 +273,7 @@ func (ss *session) data(r io.Reader) error {
 		tx.remote = append([]command.QueueRcpt(nil), ss.tx.remote...)
 	}
 	ss.mu.Unlock()
-	raw, err := smtputil.ReadMessage(r)
+	raw, err := smtputil.ReadMessage(r, "")
 	if err != nil {
 		_, _ = io.Copy(io.Discard, r)
 		return err

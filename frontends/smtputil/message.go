@@ -14,8 +14,12 @@ import (
 // store: NUL bytes, bare LF line endings (RFC 5321 §2.3.8; SMTP smuggling)
 // and a message without a header. Errors are *smtp.SMTPError (or
 // smtp.ErrDataReset for an aborted BDAT), ready to return from a session.
-func ReadMessage(r io.Reader) ([]byte, error) {
+// prefix (e.g. a Return-Path header) is written ahead of the body in the
+// same buffer, so the body is not copied again to prepend it; the checks
+// apply to the body alone.
+func ReadMessage(r io.Reader, prefix string) ([]byte, error) {
 	var buf bytes.Buffer
+	buf.WriteString(prefix)
 	if _, err := buf.ReadFrom(r); err != nil {
 		var se *smtp.SMTPError
 		switch {
@@ -28,7 +32,7 @@ func ReadMessage(r io.Reader) ([]byte, error) {
 		}
 		return nil, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Error reading message"}
 	}
-	raw := buf.Bytes()
+	raw := buf.Bytes()[len(prefix):]
 	switch {
 	case bytes.IndexByte(raw, 0) >= 0:
 		return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message contains NUL bytes"}
@@ -37,7 +41,7 @@ func ReadMessage(r io.Reader) ([]byte, error) {
 	case len(bytes.TrimSpace(raw)) == 0 || !bytes.Contains(raw[:min(len(raw), 1<<16)], []byte(":")):
 		return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message has no header"}
 	}
-	return raw, nil
+	return buf.Bytes(), nil
 }
 
 // HasBareLF reports whether b has an LF not preceded by CR.

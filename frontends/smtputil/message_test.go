@@ -28,7 +28,7 @@ func TestReadMessage(t *testing.T) {
 		{"empty", "\r\n", 554},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			raw, err := ReadMessage(strings.NewReader(tc.in))
+			raw, err := ReadMessage(strings.NewReader(tc.in), "")
 			var se *smtp.SMTPError
 			switch {
 			case tc.code == 0 && (err != nil || string(raw) != tc.in):
@@ -37,5 +37,16 @@ func TestReadMessage(t *testing.T) {
 				t.Fatalf("got %v, want %d", err, tc.code)
 			}
 		})
+	}
+}
+
+func TestReadMessagePrefix(t *testing.T) {
+	raw, err := ReadMessage(strings.NewReader("Subject: x\r\n\r\nbody\r\n"), "Return-Path: <a@b>\r\n")
+	if err != nil || string(raw) != "Return-Path: <a@b>\r\nSubject: x\r\n\r\nbody\r\n" {
+		t.Fatalf("got %q, %v", raw, err)
+	}
+	// The checks look at the body only: a prefix does not hide a missing header.
+	if _, err := ReadMessage(strings.NewReader("no colon here\r\n"), "Return-Path: <a@b>\r\n"); err == nil {
+		t.Fatal("a headerless body passed because of the prefix")
 	}
 }
