@@ -143,15 +143,39 @@ func (r *ReadTx) BlobMeta(id [32]byte) ([]byte, error) {
 
 // Body returns the decompressed body of a blob. The result is the caller's.
 func (r *ReadTx) Body(id [32]byte) ([]byte, error) {
+	b, shared, err := r.body(id)
+	if shared {
+		b = bytes.Clone(b)
+	}
+	return b, err
+}
+
+// SharedBody returns the decompressed body of a blob through the store's
+// body cache. The result may be shared with other readers and must not be
+// modified (its capacity is clipped, so an append copies). It stays valid
+// after the transaction ends.
+func (r *ReadTx) SharedBody(id [32]byte) ([]byte, error) {
+	b, _, err := r.body(id)
+	return b, err
+}
+
+// body reads a body through the cache; shared reports whether the result
+// is the cache's.
+func (r *ReadTx) body(id [32]byte) (b []byte, shared bool, err error) {
+	if b, ok := r.store.bodies.get(id); ok {
+		return b, true, nil
+	}
 	c, err := r.compressed(id)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	b, err := r.store.codec.decompress(c)
-	if err != nil {
-		return nil, fmt.Errorf("blob %x: %w", id[:8], err)
+	if b, err = r.store.codec.decompress(c); err != nil {
+		return nil, false, fmt.Errorf("blob %x: %w", id[:8], err)
 	}
-	return b, nil
+	if r.store.bodies.put(id, b) {
+		return b[:len(b):len(b)], true, nil
+	}
+	return b, false, nil
 }
 
 // CompressedBody returns the stored zstd bytes of a blob (copied).

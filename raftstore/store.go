@@ -57,6 +57,10 @@ type Config struct {
 	MaxEntryBytes int
 	// MaxBodyBytes bounds decompressed bodies (default 64 MiB).
 	MaxBodyBytes int64
+	// BodyCacheBytes bounds the cache of decompressed bodies that IMAP,
+	// POP3 and SEARCH read through (default 64 MiB; negative disables it).
+	// Bodies larger than 1/16 of it are not cached.
+	BodyCacheBytes int64
 	// LogNoSync skips the raft log's fsync. Tests only: a crash can lose
 	// acknowledged entries.
 	LogNoSync bool
@@ -104,6 +108,9 @@ func (c *Config) setDefaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 64 << 20
 	}
+	if c.BodyCacheBytes == 0 {
+		c.BodyCacheBytes = 64 << 20
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -133,6 +140,7 @@ type Store struct {
 	trans   raft.Transport
 	fsm     *fsm
 	codec   *Codec
+	bodies  *bodyCache
 	auth    *authCache
 	closeMu sync.Mutex
 	closed  bool
@@ -157,6 +165,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.auth = newAuthCache()
+	s.bodies = newBodyCache(cfg.BodyCacheBytes)
 	if err := s.openStores(); err != nil {
 		s.closeStores()
 		return nil, err
