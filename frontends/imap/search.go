@@ -38,28 +38,36 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	data := &imap.SearchData{}
 	var seqSet imap.SeqSet
 	var uidSet imap.UIDSet
+	ts := make([]target, 0, len(uids))
 	for i, uid := range uids {
-		if seqs[i] == 0 {
-			continue
+		if seqs[i] != 0 {
+			ts = append(ts, target{uid: uid, seq: seqs[i]})
 		}
-		l, ok, err := s.load(sel.mb.id, uid, needMeta, needBody)
+	}
+	for len(ts) > 0 {
+		batch, n, err := s.loadBatch(sel.mb.id, ts, needMeta, needBody)
 		if err != nil {
 			return nil, s.fail(opPlain, err)
 		}
-		if !ok || !matches(&c, &candidate{seq: seqs[i], l: &l}) {
-			continue
+		ts = ts[n:]
+		for i := range batch {
+			l := &batch[i]
+			if !matches(&c, &candidate{seq: l.seq, l: l}) {
+				continue
+			}
+			uid := l.msg.UID
+			uidSet.AddNum(imap.UID(uid))
+			num := uid
+			if kind == imapserver.NumKindSeq {
+				num = l.seq
+				seqSet.AddNum(num)
+			}
+			if data.Min == 0 || num < data.Min {
+				data.Min = num
+			}
+			data.Max = max(data.Max, num)
+			data.Count++
 		}
-		uidSet.AddNum(imap.UID(uid))
-		num := uid
-		if kind == imapserver.NumKindSeq {
-			num = seqs[i]
-			seqSet.AddNum(num)
-		}
-		if data.Min == 0 || num < data.Min {
-			data.Min = num
-		}
-		data.Max = max(data.Max, num)
-		data.Count++
 	}
 	data.All = uidSet
 	if kind == imapserver.NumKindSeq {

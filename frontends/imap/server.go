@@ -103,6 +103,10 @@ func New(cfg Config, store frontends.Store) (*Server, error) {
 // Serve accepts plain connections on ln (STARTTLS is offered when Config.TLS
 // is set) until Close. It returns nil after Close.
 func (s *Server) Serve(ln net.Listener) error {
+	return s.serve(corkListener{ln})
+}
+
+func (s *Server) serve(ln net.Listener) error {
 	err := s.imap.Serve(ln)
 	if s.ctx.Err() != nil {
 		return nil
@@ -115,7 +119,9 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 	if s.cfg.TLS == nil {
 		return errors.New("imap: ServeTLS without a TLS configuration")
 	}
-	return s.Serve(tls.NewListener(ln, s.cfg.TLS))
+	// Corked below TLS: imapserver recognises implicit TLS by the
+	// connection's type, so the *tls.Conn must stay on top.
+	return s.serve(tls.NewListener(corkListener{ln}, s.cfg.TLS))
 }
 
 // ListenAndServe listens on Config.Addr and Config.TLSAddr (those set) and

@@ -23,6 +23,7 @@ import (
 type session struct {
 	srv    *Server
 	conn   *imapserver.Conn
+	cork   *corkConn // nil when the connection is not a corkConn (tests)
 	id     string
 	ip     string
 	logger *slog.Logger
@@ -59,6 +60,7 @@ func newSession(srv *Server, conn *imapserver.Conn, id, ip string) *session {
 	return &session{
 		srv:    srv,
 		conn:   conn,
+		cork:   corkOf(conn.NetConn()),
 		id:     id,
 		ip:     ip,
 		ctx:    ctx,

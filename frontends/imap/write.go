@@ -52,13 +52,14 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		return nil
 	}
 	opts := &imap.FetchOptions{UID: true, Flags: true}
-	for _, t := range ts {
-		l, ok, err := s.load(sel.mb.id, t.uid, false, false)
+	for len(ts) > 0 {
+		batch, n, err := s.loadBatch(sel.mb.id, ts, false, false)
 		if err != nil {
 			return s.fail(opPlain, err)
 		}
-		if ok {
-			if err := writeMessage(w, t.seq, l, opts, false); err != nil {
+		ts = ts[n:]
+		for _, l := range batch {
+			if err := writeMessage(w, l, opts, false); err != nil {
 				return err
 			}
 		}

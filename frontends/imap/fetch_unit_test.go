@@ -1,0 +1,183 @@
+package imap
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+)
+
+// sampleMail returns the sample messages in CRLF form, as SMTP and IMAP
+// APPEND store them.
+func sampleMail(t *testing.T) [][]byte {
+	t.Helper()
+	files, _ := filepath.Glob("../mailmeta/testdata/*.eml")
+	if len(files) == 0 {
+		t.Fatal("no sample mail in ../mailmeta/testdata")
+	}
+	var out [][]byte
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = bytes.ReplaceAll(bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n")), []byte("\n"), []byte("\r\n"))
+		out = append(out, raw)
+	}
+	return out
+}
+
+// The fast path for whole-message sections must answer byte for byte what
+// imapserver's parser answers, for every form it takes over.
+func TestBodySectionMatchesLibrary(t *testing.T) {
+	sections := []*imap.FetchItemBodySection{
+		{},
+		{Specifier: imap.PartSpecifierHeader},
+		{Specifier: imap.PartSpecifierText},
+		{Partial: &imap.SectionPartial{Offset: 0, Size: 100}},
+		{Partial: &imap.SectionPartial{Offset: 37, Size: 1 << 20}},
+		{Partial: &imap.SectionPartial{Offset: 1 << 30, Size: 10}},
+		{Specifier: imap.PartSpecifierHeader, Partial: &imap.SectionPartial{Offset: 5, Size: 50}},
+		{Specifier: imap.PartSpecifierText, Partial: &imap.SectionPartial{Offset: 3, Size: 7}},
+		{Part: []int{1}},
+		{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject", "From"}},
+		{Specifier: imap.PartSpecifierHeader, HeaderFieldsNot: []string{"Received"}},
+	}
+	bodies := append(sampleMail(t),
+		[]byte("Subject: no body\r\n\r\n"),
+		[]byte("\r\nbody only, empty header\r\n"),
+		[]byte("Subject: bare\nFrom: a@b\n\nLF line ends\n"),
+		[]byte("Subject: no blank line\r\n"),
+	)
+	fast := 0
+	for i, body := range bodies {
+		for j, bs := range sections {
+			want := imapserver.ExtractBodySection(bytes.NewReader(body), bs)
+			got := bodySection(body, bs)
+			if len(bs.Part) == 0 && bs.HeaderFields == nil && bs.HeaderFieldsNot == nil {
+				if _, ok := headerEnd(body); ok {
+					fast++
+				}
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("message %d section %d: fast path %d bytes %q…, library %d bytes %q…", i, j, len(got), head(got), len(want), head(want))
+			}
+		}
+	}
+	if fast < len(bodies)*5 {
+		t.Fatalf("fast path taken %d times: the test no longer covers it", fast)
+	}
+}
+
+func head(b []byte) string {
+	if len(b) > 40 {
+		b = b[:40]
+	}
+	return string(b)
+}
+
+func TestHeaderEnd(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		end  int
+		fast bool
+	}{
+		{"A: b\r\n\r\nbody", 8, true},
+		{"\r\nbody", 2, true},
+		{"A: b\nC: d\r\n\r\nbody", 0, false},
+		{"A: b\r\n", 0, false},
+		{"", 0, false},
+	} {
+		end, ok := headerEnd([]byte(c.in))
+		if end != c.end || ok != c.fast {
+			t.Errorf("headerEnd(%q) = %d, %v; want %d, %v", c.in, end, ok, c.end, c.fast)
+		}
+	}
+}
+
+// recordConn counts the writes that reach the network.
+type recordConn struct {
+	net.Conn
+	writes [][]byte
+}
+
+func (r *recordConn) Write(p []byte) (int, error) {
+	r.writes = append(r.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+func TestCorkConnCollectsWrites(t *testing.T) {
+	rec := &recordConn{}
+	c := &corkConn{Conn: rec}
+	if _, err := c.Write([]byte("uncorked\r\n")); err != nil || len(rec.writes) != 1 {
+		t.Fatalf("an uncorked write must go straight through: %d writes, %v", len(rec.writes), err)
+	}
+	c.Cork()
+	line := []byte(strings.Repeat("x", 1000) + "\r\n")
+	for i := 0; i < 100; i++ {
+		if n, err := c.Write(line); n != len(line) || err != nil {
+			t.Fatalf("corked write: %d, %v", n, err)
+		}
+	}
+	// 100,200 bytes: one write-through at corkMax, the rest at Uncork.
+	if len(rec.writes) != 2 || len(rec.writes[1]) < corkMax {
+		t.Fatalf("while corked: %d writes (want 2, the second ≥ %d bytes)", len(rec.writes), corkMax)
+	}
+	if err := c.Uncork(); err != nil {
+		t.Fatal(err)
+	}
+	var all []byte
+	for _, w := range rec.writes[1:] {
+		all = append(all, w...)
+	}
+	if len(rec.writes) != 3 || !bytes.Equal(all, bytes.Repeat(line, 100)) {
+		t.Fatalf("after Uncork: %d writes, %d bytes; want 3 writes carrying the 100 lines in order", len(rec.writes), len(all))
+	}
+	if _, err := c.Write([]byte("after\r\n")); err != nil || len(rec.writes) != 4 {
+		t.Fatalf("after Uncork writes must go straight through: %d writes", len(rec.writes))
+	}
+}
+
+// failConn fails every write.
+type failConn struct{ net.Conn }
+
+func (failConn) Write([]byte) (int, error) { return 0, net.ErrClosed }
+
+func TestCorkConnReportsWriteErrors(t *testing.T) {
+	c := &corkConn{Conn: failConn{}}
+	c.Cork()
+	if _, err := c.Write(make([]byte, corkMax)); err == nil {
+		t.Fatal("a failed write-through must be reported")
+	}
+	if _, err := c.Write([]byte("more")); err == nil {
+		t.Fatal("writes after a failure must fail")
+	}
+	if err := c.Uncork(); err == nil {
+		t.Fatal("Uncork after a failure must fail")
+	}
+}
+
+func TestCorkOfFindsConnBelowTLS(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	cc := &corkConn{Conn: a}
+	if corkOf(cc) != cc {
+		t.Fatal("corkOf of a corkConn")
+	}
+	if corkOf(wrapped{cc}) != cc {
+		t.Fatal("corkOf must unwrap NetConn()")
+	}
+	if corkOf(a) != nil {
+		t.Fatal("corkOf of a plain conn must be nil")
+	}
+}
+
+type wrapped struct{ net.Conn }
+
+func (w wrapped) NetConn() net.Conn { return w.Conn }
