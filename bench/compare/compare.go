@@ -38,6 +38,9 @@ type Config struct {
 	NoPeer        bool
 	Keep          bool
 	Command       string
+	// Only names the steps to run (writes, reads, select, idle); empty
+	// runs all. For working on one figure: the report is then partial.
+	Only map[string]bool
 }
 
 // The users of the runs; one password for all.
@@ -68,8 +71,19 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.IdleConns, "idle-conns", 5000, "IMAP connections parked in IDLE for the memory figure (0: skip)")
 	fs.BoolVar(&c.NoPeer, "no-peer", false, "skip Postfix + Dovecot")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the temp dir (data, configs, logs)")
+	only := fs.String("only", "", "run only these steps, comma-separated: writes,reads,select,idle (the report is then partial; write it elsewhere with --out/--chart)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if *only != "" {
+		c.Only = map[string]bool{}
+		for _, f := range strings.Split(*only, ",") {
+			f = strings.TrimSpace(f)
+			if f != "writes" && f != "reads" && f != "select" && f != "idle" {
+				return c, fmt.Errorf("--only: unknown step %q (writes, reads, select, idle)", f)
+			}
+			c.Only[f] = true
+		}
 	}
 	for _, f := range strings.Split(*conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -141,17 +155,20 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		return nil, err
 	}
 	steps := []struct {
-		name string
-		fn   func(context.Context) error
+		key, name string
+		fn        func(context.Context) error
 	}{
-		{"SMTP/LMTP writes, each step beside the raw raft ceiling", r.writes},
-		{"IMAP/POP3 reads", r.reads},
-		{"SELECT", r.selectBig},
-		{"idle IMAP connections", r.idle},
+		{"writes", "SMTP/LMTP writes, each step beside the raw raft ceiling", r.writes},
+		{"reads", "IMAP/POP3 reads", r.reads},
+		{"select", "SELECT", r.selectBig},
+		{"idle", "idle IMAP connections", r.idle},
 	}
 	for _, s := range steps {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if cfg.Only != nil && !cfg.Only[s.key] {
+			continue
 		}
 		r.logf("== %s", s.name)
 		if err := s.fn(ctx); err != nil {
