@@ -41,6 +41,9 @@ type Config struct {
 	// Only names the steps to run (writes, reads, select, idle); empty
 	// runs all. For working on one figure: the report is then partial.
 	Only map[string]bool
+	// Pprof serves Go's profiler on every raftmail process (their
+	// addresses go to the log), to profile a run from outside.
+	Pprof bool
 }
 
 // The users of the runs; one password for all.
@@ -71,6 +74,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.IdleConns, "idle-conns", 5000, "IMAP connections parked in IDLE for the memory figure (0: skip)")
 	fs.BoolVar(&c.NoPeer, "no-peer", false, "skip Postfix + Dovecot")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the temp dir (data, configs, logs)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on every raftmail process (addresses in the log)")
 	only := fs.String("only", "", "run only these steps, comma-separated: writes,reads,select,idle (the report is then partial; write it elsewhere with --out/--chart)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -179,6 +183,25 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 	return r.report, nil
 }
 
+// pprofArgs are the flags that serve the profiler on one process, when
+// --pprof asks for it.
+func (r *runner) pprofArgs(name string) []string {
+	if !r.cfg.Pprof {
+		return nil
+	}
+	addr, err := freePort()
+	if err != nil {
+		r.logf("pprof for %s: %v", name, err)
+		return nil
+	}
+	r.logf("pprof %s: http://%s/debug/pprof/", name, addr)
+	flag := "--metrics"
+	if strings.HasPrefix(name, "mx") {
+		flag = "--http"
+	}
+	return []string{flag, addr, "--pprof"}
+}
+
 func sizeName(n int) string {
 	if n%1024 == 0 {
 		return fmt.Sprintf("%dKB", n/1024)
@@ -196,7 +219,7 @@ func (r *runner) start(ctx context.Context) error {
 	domains := []string{writeDomain, readDomain, selectDomain}
 	r.logf("starting raftmail: 3 nodes + 2 MX frontends (%s)", r.cfg.Bin)
 	var err error
-	if r.rm, err = startRaftmail(ctx, r.cfg.Bin, filepath.Join(r.dir, "raftmail"), r.cfg.IdleConns); err != nil {
+	if r.rm, err = startRaftmail(ctx, r.cfg.Bin, filepath.Join(r.dir, "raftmail"), r.cfg.IdleConns, r.pprofArgs); err != nil {
 		return fmt.Errorf("raftmail: %w", err)
 	}
 	start := time.Now()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,7 @@ type opsFlags struct {
 	tls       clusterTLSFlags
 	syslog    string
 	syslogTag string
+	pprof     bool
 	// set by setup
 	registry *prometheus.Registry
 	sessions *protoMetrics
@@ -57,6 +59,22 @@ func (o *opsFlags) register(fs *flag.FlagSet, tag, tlsWho string) {
 	o.tls.register(fs, tlsWho)
 	fs.StringVar(&o.syslog, "syslog", "", "also send logs to a syslog server, RFC 5424: udp://host:514 or tcp://host:514")
 	fs.StringVar(&o.syslogTag, "syslog-tag", tag, "APP-NAME of the syslog messages")
+	fs.BoolVar(&o.pprof, "pprof", false, "also serve Go's profiler (/debug/pprof/) on the plain-HTTP ops listener (--metrics on a node, --http on a frontend); keep that listener private")
+}
+
+// withPprof adds net/http/pprof's handlers to h when --pprof is set.
+func (o *opsFlags) withPprof(h http.Handler) http.Handler {
+	if !o.pprof {
+		return h
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", h)
+	return mux
 }
 
 // logger builds the process logger: stderr as --log-format says, plus
@@ -155,7 +173,7 @@ func (o *nodeOps) serve(n *cluster.Node, errs chan<- error, logger *slog.Logger)
 	if o.metricsAddr == "" {
 		return nil
 	}
-	closeFn, err := serveHTTP(o.metricsAddr, "metrics", n.OpsHandler(), errs, logger)
+	closeFn, err := serveHTTP(o.metricsAddr, "metrics", o.withPprof(n.OpsHandler()), errs, logger)
 	if err != nil {
 		return err
 	}
@@ -195,7 +213,7 @@ func (o *frontendOps) serve(nodes []string, token string, errs chan<- error, log
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeStatus(w, 200, "ok", "") })
 	mux.HandleFunc("GET /readyz", rc.handle)
 	mux.Handle("GET /metrics", cluster.MetricsHandler(o.registry))
-	closeFn, err := serveHTTP(o.httpAddr, "http", mux, errs, logger)
+	closeFn, err := serveHTTP(o.httpAddr, "http", o.withPprof(mux), errs, logger)
 	if err != nil {
 		return err
 	}
