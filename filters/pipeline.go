@@ -379,13 +379,18 @@ func (s *Session) call(ctx context.Context, e *stateEntry, stage Stage, fn func(
 // apply turns a check's verdict into the pipeline's according to its
 // policy, and logs anything but a plain accept.
 func (s *Session) apply(p Policy, v Verdict, stage Stage) Verdict {
-	log := s.p.logger.With("check", v.Check, "stage", stage.String(), "conn", s.info.ID, "ip", s.info.IP.String())
+	// Built only when there is something to log: most verdicts are plain
+	// accepts, and Logger.With formats its attributes at once (measured:
+	// 5% of a frontend's CPU when it ran for every check at every stage).
+	log := func() *slog.Logger {
+		return s.p.logger.With("check", v.Check, "stage", stage.String(), "conn", s.info.ID, "ip", s.info.IP.String())
+	}
 	if IsFailure(v) {
 		if p.OnError == ErrorAccept {
-			log.Warn("filter failed, accepting (fail open)", "err", v.Err)
+			log().Warn("filter failed, accepting (fail open)", "err", v.Err)
 			return Verdict{Check: v.Check, Headers: v.Headers, Score: v.Score}
 		}
-		log.Warn("filter failed, temporary failure (fail closed)", "err", v.Err)
+		log().Warn("filter failed, temporary failure (fail closed)", "err", v.Err)
 		// A check may choose the reply of its failure (clamav: 451 4.7.0).
 		return Verdict{Action: TempFail, Code: v.Code, Enhanced: v.Enhanced, Reason: v.Reason,
 			Err: v.Err, Check: v.Check, Headers: v.Headers}
@@ -400,7 +405,7 @@ func (s *Session) apply(p Policy, v Verdict, stage Stage) Verdict {
 		v.Action = Reject
 	}
 	if orig != Accept {
-		log.Info("filter hit", "verdict", orig.String(), "applied", v.Action.String(), "err", v.Err)
+		log().Info("filter hit", "verdict", orig.String(), "applied", v.Action.String(), "err", v.Err)
 	}
 	return v
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/textproto"
 	"strings"
 	"time"
@@ -24,7 +25,7 @@ import (
 // 1). One log line per transaction.
 func (ss *session) deliver(tx *transaction, raw []byte) error {
 	key := contentKey(tx.from, tx.rcpts, raw)
-	log := ss.logger.With("tx", tx.id, "delivery_id", key, "from", tx.from, "rcpts", len(tx.rcpts), "size", len(raw))
+	log := lazyLog{l: ss.logger, a: []any{"tx", tx.id, "delivery_id", key, "from", tx.from, "rcpts", len(tx.rcpts), "size", len(raw)}}
 
 	fctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.cfg.CommitTimeout)
 	v := ss.gc.filters.Data(fctx, &filters.Message{From: tx.from, Rcpts: tx.rcpts, Header: parseHeader(raw), Body: filters.BytesBody(raw)})
@@ -85,6 +86,31 @@ func (ss *session) deliver(tx *transaction, raw []byte) error {
 	log.Info("smtp transaction", "code", 250, "raft_index", res.Index, "accepted", ok, "duplicate", res.Duplicate,
 		"junk", v.Action == filters.Tag)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: committed as " + key}
+}
+
+// lazyLog collects a transaction's log attributes and formats them only
+// when a record is written: slog.Logger.With formats at once, which cost
+// every transaction three formattings even at log level warn.
+type lazyLog struct {
+	l *slog.Logger
+	a []any
+}
+
+func (g lazyLog) With(args ...any) lazyLog { return lazyLog{l: g.l, a: g.args(args)} }
+
+// args appends to a copy, so sibling loggers never share a backing array.
+func (g lazyLog) args(args []any) []any {
+	return append(g.a[:len(g.a):len(g.a)], args...)
+}
+
+func (g lazyLog) Info(msg string, args ...any)  { g.log(slog.LevelInfo, msg, args) }
+func (g lazyLog) Warn(msg string, args ...any)  { g.log(slog.LevelWarn, msg, args) }
+func (g lazyLog) Error(msg string, args ...any) { g.log(slog.LevelError, msg, args) }
+
+func (g lazyLog) log(level slog.Level, msg string, args []any) {
+	if ctx := context.Background(); g.l.Enabled(ctx, level) {
+		g.l.Log(ctx, level, msg, g.args(args)...)
+	}
 }
 
 // contentKey is the idempotency key of a delivery: a hash of the envelope
