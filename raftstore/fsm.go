@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -86,15 +87,36 @@ func (f *fsm) open() (uint64, error) {
 	return idx, nil
 }
 
+// close closes the state file, syncing it first when it runs without a
+// per-batch fsync. An error means the file may not be on disk whole.
 func (f *fsm) close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.db == nil {
 		return nil
 	}
+	var serr error
+	if f.noSync {
+		if serr = f.db.Sync(); serr != nil {
+			serr = fmt.Errorf("sync state: %w", serr)
+		}
+	}
 	err := f.db.Close()
 	f.db = nil
-	return err
+	return errors.Join(serr, err)
+}
+
+// sync flushes the state file to disk.
+func (f *fsm) sync() error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return ErrClosed
+	}
+	if err := f.db.Sync(); err != nil {
+		return fmt.Errorf("sync state: %w", err)
+	}
+	return nil
 }
 
 func (f *fsm) view(fn func(*bolt.Tx) error) error {

@@ -30,7 +30,7 @@ func freeAddr(t testing.TB) string {
 // waits until it leads.
 func openStore(t testing.TB, dir, addr string) *Store {
 	t.Helper()
-	s, err := Open(Config{ID: "n1", Dir: dir, RaftAddr: addr, LogNoSync: true, StateNoSync: true,
+	s, err := Open(Config{ID: "n1", Dir: dir, RaftAddr: addr, LogNoSync: true,
 		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
 		LeaderLease: 50 * time.Millisecond, Logger: discardLogger(), RaftLogLevel: "error"})
 	if err != nil {
@@ -123,7 +123,7 @@ func TestStoreRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s2, err := Open(Config{ID: "n1", Dir: dir, RaftAddr: addr, LogNoSync: true, StateNoSync: true,
+	s2, err := Open(Config{ID: "n1", Dir: dir, RaftAddr: addr, LogNoSync: true,
 		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
 		LeaderLease: 50 * time.Millisecond, Logger: discardLogger(), RaftLogLevel: "error"})
 	if err != nil {
