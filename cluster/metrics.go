@@ -114,12 +114,16 @@ var (
 	descSnapIdx = prometheus.NewDesc("raftmail_raft_last_snapshot_index", "Index of this node's latest snapshot.", nil, nil)
 	descReady   = prometheus.NewDesc("raftmail_ready", "1 when /readyz answers ready.", nil, nil)
 	descFile    = prometheus.NewDesc("raftmail_file_bytes", "Size of the node's data files (bbolt files never shrink).", []string{"file"}, nil)
+	descCacheB  = prometheus.NewDesc("raftmail_body_cache_bytes", "Decompressed bodies held by the body cache (IMAP, POP3 and SEARCH read through it).", nil, nil)
+	descCacheN  = prometheus.NewDesc("raftmail_body_cache_entries", "Bodies held by the body cache.", nil, nil)
+	descCacheH  = prometheus.NewDesc("raftmail_body_cache_hits_total", "Body reads answered from the cache.", nil, nil)
+	descCacheM  = prometheus.NewDesc("raftmail_body_cache_misses_total", "Body reads that decompressed.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descState, descTerm, descCommit, descApplied, descLast, descLag,
-		descContact, descVoters, descSnapIdx, descReady, descFile} {
+		descContact, descVoters, descSnapIdx, descReady, descFile, descCacheB, descCacheN, descCacheH, descCacheM} {
 		ch <- d
 	}
 }
@@ -174,6 +178,11 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	gauge(descFile, float64(dirSize(filepath.Join(c.n.cfg.DataDir, "snapshots"))), "snapshots")
+	bc := c.n.store.BodyCacheStats()
+	gauge(descCacheB, float64(bc.Bytes))
+	gauge(descCacheN, float64(bc.Entries))
+	ch <- prometheus.MustNewConstMetric(descCacheH, prometheus.CounterValue, float64(bc.Hits))
+	ch <- prometheus.MustNewConstMetric(descCacheM, prometheus.CounterValue, float64(bc.Misses))
 }
 
 func dirSize(dir string) int64 {

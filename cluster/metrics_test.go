@@ -13,6 +13,7 @@ import (
 
 	"github.com/raftmail/raftmail/cluster"
 	"github.com/raftmail/raftmail/cluster/clustertest"
+	"github.com/raftmail/raftmail/raftstore"
 )
 
 // scrape fetches and parses a /metrics page.
@@ -132,6 +133,32 @@ func TestNodeMetrics(t *testing.T) {
 	}
 	if v, _ := value(after, "raftmail_snapshot_bytes", nil); v <= 0 {
 		t.Errorf("snapshot bytes = %v", v)
+	}
+	// Read each delivered body twice through the follower's body cache:
+	// the cache series count one miss and one hit per body.
+	err := follower.Store().View(func(r *raftstore.ReadTx) error {
+		mb, err := r.MailboxByName("alice@example.test", "INBOX")
+		if err != nil {
+			return err
+		}
+		return r.Messages(mb.ID, nil, func(m *raftstore.Message) error {
+			for i := 0; i < 2; i++ {
+				if _, err := r.SharedBody(m.BlobID); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := scrape(t, follower.OpsHandler())
+	for name, min := range map[string]float64{"raftmail_body_cache_hits_total": 1, "raftmail_body_cache_misses_total": 1,
+		"raftmail_body_cache_entries": 1, "raftmail_body_cache_bytes": 1} {
+		if v, ok := value(cache, name, nil); !ok || v < min {
+			t.Errorf("%s = %v (present %v), want ≥ %v", name, v, ok, min)
+		}
 	}
 	lead := scrape(t, leader.OpsHandler())
 	if v, _ := value(lead, "raftmail_raft_state", map[string]string{"state": "Leader"}); v != 1 {

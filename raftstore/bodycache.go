@@ -88,3 +88,19 @@ func (c *bodyCache) stats() (entries int, bytes int64, hits, misses uint64) {
 	defer c.mu.Unlock()
 	return c.lru.Len(), c.used, c.hits, c.misses
 }
+
+// BodyCacheStats describes the decompressed-body cache of a store.
+type BodyCacheStats struct {
+	Entries      int
+	Bytes, Limit int64
+	Hits, Misses uint64
+}
+
+// BodyCacheStats reports the body cache's size and hit counts.
+func (s *Store) BodyCacheStats() BodyCacheStats {
+	if s.bodies == nil {
+		return BodyCacheStats{}
+	}
+	n, used, hits, misses := s.bodies.stats()
+	return BodyCacheStats{Entries: n, Bytes: used, Limit: s.bodies.max, Hits: hits, Misses: misses}
+}
