@@ -66,6 +66,7 @@ func parseNodeFlags(args []string) (*nodeFlags, error) {
 	fs.DurationVar(&f.cfg.Store.HeartbeatTimeout, "heartbeat-timeout", 0, "raft heartbeat timeout (default 1s)")
 	fs.DurationVar(&f.cfg.Store.ElectionTimeout, "election-timeout", 0, "raft election timeout (default 1s)")
 	fs.DurationVar(&f.cfg.Store.LeaderLease, "leader-lease", 0, "raft leader lease (default 500ms)")
+	fs.Int64Var(&f.cfg.Store.BodyCacheBytes, "body-cache-bytes", 64<<20, "memory for decompressed bodies that IMAP, POP3 and SEARCH reread (negative: off)")
 	fs.BoolVar(&f.cfg.Store.StateSyncPerBatch, "state-sync-per-batch", false, "fsync the state file at every apply batch (default: synced at shutdown, rebuilt from snapshot + log after a machine restart that followed an unclean stop; docs/storage.md)")
 	fs.IntVar(&f.imapMaxConns, "imap-max-conns", 0, "IMAP connections in all (default 2000)")
 	fs.IntVar(&f.imapMaxConnsPerIP, "imap-max-conns-per-ip", 0, "IMAP connections per client IP (default 50)")
