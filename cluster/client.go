@@ -59,9 +59,20 @@ func (e *APIError) Unwrap() error {
 
 // NewClient returns a client that sends token as a bearer token (if set).
 func NewClient(token string) *Client {
+	return &Client{token: token, http: NewHTTPClient(nil)}
+}
+
+// NewHTTPClient is the HTTP client for the node API that every caller
+// shares the shape of: up to 64 idle connections per node (Go's default of
+// 2 makes concurrent callers dial and tear down a connection per request)
+// and, with m, the cluster's client certificate.
+func NewHTTPClient(m *MutualTLS) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	return &Client{token: token, http: &http.Client{Transport: tr}}
+	if m != nil {
+		tr.TLSClientConfig = m.Client.Clone()
+	}
+	return &http.Client{Transport: tr}
 }
 
 // Close drops idle connections.

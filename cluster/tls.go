@@ -71,12 +71,7 @@ func NewMutualTLS(caPEM []byte, cert tls.Certificate) (*MutualTLS, error) {
 // NewClientTLS returns an API client that presents the client certificate
 // of m and verifies nodes against the cluster CA (m nil: plain HTTP).
 func NewClientTLS(token string, m *MutualTLS) *Client {
-	c := NewClient(token)
-	if m != nil {
-		tr := c.http.Transport.(*http.Transport)
-		tr.TLSClientConfig = m.Client.Clone()
-	}
-	return c
+	return &Client{token: token, http: NewHTTPClient(m)}
 }
 
 // tlsStream is a raft.StreamLayer over mutual TLS: incoming connections
