@@ -17,7 +17,8 @@ type backend interface {
 	Authenticate(user, pass string) (string, error)
 	// Maildrop reads the account's INBOX in one consistent view.
 	Maildrop(account string) (maildropInfo, error)
-	// Body returns a message body, decompressed.
+	// Body returns a message body, decompressed, through the store's body
+	// cache: read-only, shared with other readers.
 	Body(blobID [32]byte) ([]byte, error)
 	Propose(ctx context.Context, c *command.Command) (raftstore.Result, error)
 	NodeID() string
@@ -75,7 +76,7 @@ func (b storeBackend) Body(id [32]byte) ([]byte, error) {
 	var body []byte
 	err := b.s.View(func(r *raftstore.ReadTx) error {
 		var err error
-		body, err = r.Body(id)
+		body, err = r.SharedBody(id) // only read: no private copy per RETR
 		return err
 	})
 	return body, err
