@@ -184,8 +184,9 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 }
 
 // pprofArgs are the flags that serve the profiler on one process, when
-// --pprof asks for it.
-func (r *runner) pprofArgs(name string) []string {
+// --pprof asks for it; listenFlag is that process's plain-HTTP ops listener
+// (--metrics on a node, --http on a frontend).
+func (r *runner) pprofArgs(name, listenFlag string) []string {
 	if !r.cfg.Pprof {
 		return nil
 	}
@@ -195,11 +196,7 @@ func (r *runner) pprofArgs(name string) []string {
 		return nil
 	}
 	r.logf("pprof %s: http://%s/debug/pprof/", name, addr)
-	flag := "--metrics"
-	if strings.HasPrefix(name, "mx") {
-		flag = "--http"
-	}
-	return []string{flag, addr, "--pprof"}
+	return []string{listenFlag, addr, "--pprof"}
 }
 
 func sizeName(n int) string {

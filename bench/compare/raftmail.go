@@ -94,7 +94,7 @@ type raftmailSystem struct {
 
 // startRaftmail starts three nodes (fsync on: the default) and two MX
 // frontends under dir.
-func startRaftmail(ctx context.Context, bin, dir string, idleConns int, pprof func(name string) []string) (*raftmailSystem, error) {
+func startRaftmail(ctx context.Context, bin, dir string, idleConns int, pprof func(name, listenFlag string) []string) (*raftmailSystem, error) {
 	s := &raftmailSystem{client: cluster.NewClient("")}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return s, err
@@ -113,7 +113,7 @@ func startRaftmail(ctx context.Context, bin, dir string, idleConns int, pprof fu
 			"--raft", addrs[0], "--http", addrs[1], "--lmtp", addrs[2], "--imap", addrs[3], "--pop3", addrs[4],
 			"--dev", "--log-level", "warn", "--hostname", fmt.Sprintf("n%d.bench", i),
 			"--imap-max-conns", fmt.Sprint(idleConns + 1000), "--imap-max-conns-per-ip", fmt.Sprint(idleConns + 1000)}
-		args = append(args, pprof(fmt.Sprintf("n%d", i))...)
+		args = append(args, pprof(fmt.Sprintf("n%d", i), "--metrics")...)
 		if i == 1 {
 			args = append(args, "--bootstrap")
 		} else {
@@ -143,7 +143,7 @@ func startRaftmail(ctx context.Context, bin, dir string, idleConns int, pprof fu
 		args := []string{"frontend",
 			"--profile", "mx", "--listen", addr, "--nodes", apis[0] + "," + apis[1] + "," + apis[2], "--dev",
 			"--hostname", fmt.Sprintf("mx%d.bench", i), "--log-level", "warn", "--max-connections-per-ip", "1000"}
-		args = append(args, pprof(fmt.Sprintf("mx%d", i))...)
+		args = append(args, pprof(fmt.Sprintf("mx%d", i), "--http")...)
 		p, err := startProcess(fmt.Sprintf("mx%d", i), filepath.Join(dir, fmt.Sprintf("mx%d.log", i)), bin, args...)
 		if err != nil {
 			return s, err
