@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -114,20 +115,7 @@ func dial(addr string, smtpProto bool) (*smtp.Client, error) {
 }
 
 func lmtpOne(c *smtp.Client, from, rcpt string, body []byte) error {
-	if err := c.Mail(from, nil); err != nil {
-		return err
-	}
-	if err := c.Rcpt(rcpt, nil); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(body); err != nil {
-		return err
-	}
-	return w.Close()
+	return c.SendMail(from, []string{rcpt}, bytes.NewReader(body))
 }
 
 // replyClass names an error by its SMTP code, for the error table.

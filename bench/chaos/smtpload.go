@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -143,20 +144,7 @@ func sendOnce(addr, rcpt string, body []byte, timeout time.Duration) error {
 	if err := c.Hello("sender.remote.example"); err != nil {
 		return err
 	}
-	if err := c.Mail("sender@remote.example", nil); err != nil {
-		return err
-	}
-	if err := c.Rcpt(rcpt, nil); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(body); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
+	if err := c.SendMail("sender@remote.example", []string{rcpt}, bytes.NewReader(body)); err != nil {
 		return err
 	}
 	_ = c.Quit()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -59,20 +60,7 @@ func smtpSend(addr, from, to string, body []byte) error {
 	if err := c.Hello("client.test"); err != nil {
 		return err
 	}
-	if err := c.Mail(from, nil); err != nil {
-		return err
-	}
-	if err := c.Rcpt(to, nil); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(body); err != nil {
-		return err
-	}
-	return w.Close()
+	return c.SendMail(from, []string{to}, bytes.NewReader(body))
 }
 
 // TestFrontendKilledDuringDeliveries SIGKILLs a stateless MX frontend in the

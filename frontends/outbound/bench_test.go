@@ -2,7 +2,6 @@ package outbound_test
 
 import (
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,18 +129,5 @@ func BenchmarkSubmitRemote(b *testing.B) {
 }
 
 func sendOne(cl *gosmtp.Client, rcpt, body string) error {
-	if err := cl.Mail("alice@example.test", nil); err != nil {
-		return err
-	}
-	if err := cl.Rcpt(rcpt, nil); err != nil {
-		return err
-	}
-	w, err := cl.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := io.WriteString(w, body); err != nil {
-		return err
-	}
-	return w.Close()
+	return cl.SendMail("alice@example.test", []string{rcpt}, strings.NewReader(body))
 }
