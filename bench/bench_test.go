@@ -55,12 +55,18 @@ func storeConfig() raftstore.Config {
 	return raftstore.Config{StateSyncPerBatch: os.Getenv("RAFTMAIL_BENCH_STATE_SYNC") != ""}
 }
 
-// lmtpCluster starts a 3-node cluster with LMTP on every node and users.
-func lmtpCluster(b *testing.B) []string {
+// benchCluster starts a 3-node cluster with the benchmark's users.
+func benchCluster(b *testing.B) *clustertest.Cluster {
 	c := clustertest.New(b, 3, clustertest.Options{Store: storeConfig()})
 	for u := 0; u < users; u++ {
 		c.AddAccount(fmt.Sprintf("u%d@example.test", u), "pw")
 	}
+	return c
+}
+
+// lmtpCluster starts a 3-node cluster with LMTP on every node and users.
+func lmtpCluster(b *testing.B) []string {
+	c := benchCluster(b)
 	var addrs []string
 	for i := 0; i < 3; i++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -97,20 +103,25 @@ func report(b *testing.B, s Summary) {
 func BenchmarkLMTPDeliver(b *testing.B) {
 	for _, p := range payloads(b) {
 		b.Run(p.name, func(pb *testing.B) {
-			// One cluster for the three concurrencies, owned by the parent
-			// so it outlives each sub-benchmark's trial runs.
-			var once sync.Once
-			var addrs []string
-			for _, conc := range concurrencies() {
-				pb.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
-					once.Do(func() { addrs = lmtpCluster(pb) })
-					s := RunLMTP(context.Background(), LMTPLoad{
-						Targets: addrs, Concurrency: conc, Total: b.N, Message: p.msg,
-						Rcpt: func(seq int64) string { return fmt.Sprintf("u%d@example.test", seq%users) },
-					})
-					report(b, s)
-				})
-			}
+			runDeliveries(pb, false, p.msg, func() []string { return lmtpCluster(pb) })
+		})
+	}
+}
+
+// runDeliveries runs one sub-benchmark per concurrency against the
+// addresses start returns. start runs once, owned by the parent pb, so the
+// cluster outlives each sub-benchmark's trial runs.
+func runDeliveries(pb *testing.B, smtpProto bool, msg func(int64) []byte, start func() []string) {
+	var once sync.Once
+	var addrs []string
+	for _, conc := range concurrencies() {
+		pb.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
+			once.Do(func() { addrs = start() })
+			s := RunLMTP(context.Background(), LMTPLoad{
+				SMTP: smtpProto, Targets: addrs, Concurrency: conc, Total: b.N, Message: msg,
+				Rcpt: func(seq int64) string { return fmt.Sprintf("u%d@example.test", seq%users) },
+			})
+			report(b, s)
 		})
 	}
 }
@@ -194,24 +205,7 @@ func BenchmarkSMTPDeliver(b *testing.B) {
 	for _, p := range payloads(b) {
 		for _, fes := range []int{1, 2} {
 			b.Run(fmt.Sprintf("%s/frontends=%d", p.name, fes), func(pb *testing.B) {
-				var once sync.Once
-				var addrs []string
-				for _, conc := range concurrencies() {
-					pb.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
-						once.Do(func() {
-							c := clustertest.New(pb, 3, clustertest.Options{Store: storeConfig()})
-							for u := 0; u < users; u++ {
-								c.AddAccount(fmt.Sprintf("u%d@example.test", u), "pw")
-							}
-							addrs = smtpFrontends(pb, c, fes)
-						})
-						s := RunLMTP(context.Background(), LMTPLoad{
-							SMTP: true, Targets: addrs, Concurrency: conc, Total: b.N, Message: p.msg,
-							Rcpt: func(seq int64) string { return fmt.Sprintf("u%d@example.test", seq%users) },
-						})
-						report(b, s)
-					})
-				}
+				runDeliveries(pb, true, p.msg, func() []string { return smtpFrontends(pb, benchCluster(pb), fes) })
 			})
 		}
 	}
