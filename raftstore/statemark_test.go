@@ -172,3 +172,31 @@ func TestStateSyncPerBatchMark(t *testing.T) {
 		t.Fatal("a state file written with per-batch fsync must be kept after a reboot")
 	}
 }
+
+// Without any snapshot yet (a young cluster), the rebuild after a reboot
+// replays the whole log.
+func TestStateRebuiltFromLogAlone(t *testing.T) {
+	withBoot(t, "boot-a")
+	dir, addr := t.TempDir(), freeAddr(t)
+	s := openStore(t, dir, addr)
+	setupAccount(t, s)
+	deliverN(t, s, 0, 5)
+	want := storeDigest(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeStateMark(dir, "nosync running boot-a"); err != nil {
+		t.Fatal(err)
+	}
+	withBoot(t, "boot-b")
+	s2 := reopen(t, dir, addr)
+	if !s2.RebuiltState() {
+		t.Fatal("after a reboot the state file must be rebuilt")
+	}
+	if n := inboxCount(t, s2, alice); n != 5 {
+		t.Fatalf("%d messages rebuilt from the log, want 5", n)
+	}
+	if storeDigest(t, s2) != want {
+		t.Fatal("state rebuilt from the log differs")
+	}
+}
