@@ -209,6 +209,10 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 	return n.store.WaitApplied(ctx, index)
 }
 
+// Barrier returns once every entry committed before it is applied on
+// this node; only the leader can answer (raftstore.ErrNotLeader).
+func (n *Node) Barrier(timeout time.Duration) error { return n.store.Barrier(timeout) }
+
 // Subscribe implements frontends.Store.
 func (n *Node) Subscribe(buf int) (<-chan raftstore.Change, func()) { return n.store.Subscribe(buf) }
 

@@ -20,6 +20,9 @@ type Store interface {
 	View(fn func(*raftstore.ReadTx) error) error
 	Subscribe(buf int) (<-chan raftstore.Change, func())
 	Codec() *raftstore.Codec
+	// Barrier returns once every entry committed before it is applied
+	// locally (leader only).
+	Barrier(timeout time.Duration) error
 }
 
 // Service delivers the outbound queue while its node leads.
@@ -150,6 +153,9 @@ func (ss *session) run(ctx context.Context) {
 	defer ss.wg.Wait()
 	t := time.NewTicker(ss.s.cfg.PollInterval)
 	defer t.Stop()
+	if !ss.caughtUp(ctx, t.C) {
+		return
+	}
 	ss.takeOver(ctx)
 	for {
 		ss.schedule(ctx)
@@ -158,6 +164,26 @@ func (ss *session) run(ctx context.Context) {
 			return
 		case <-t.C:
 		case <-ss.s.wake:
+		}
+	}
+}
+
+// caughtUp waits until the new leader has applied every entry committed
+// in earlier terms. A leader is elected before its state machine catches
+// up: the claims the previous leader committed last may not be applied
+// yet, and a queue read before them would leave their recipients claimed
+// by a dead holder until ClaimTTL runs out. False when ctx ends first.
+func (ss *session) caughtUp(ctx context.Context, tick <-chan time.Time) bool {
+	for {
+		err := ss.s.st.Barrier(5 * time.Second)
+		if err == nil {
+			return true
+		}
+		ss.logger.Warn("waiting for the log to be applied before reading the queue", "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick:
 		}
 	}
 }
