@@ -264,3 +264,27 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("%d reports, want %d", len(got), len(immediate)+2)
 	}
 }
+
+// TestStopEndsLeading: once its context ends, a leading service stops for
+// good; it never opens another leadership term (which would claim and
+// dispatch the queue again on its way out). Repeated, because the service
+// once picked between "stopped" and "tick" at random.
+func TestStopEndsLeading(t *testing.T) {
+	// A ticker this fast is always ready when the session has stopped.
+	e := newEnv(t, 1, func(c *outbound.Config) { c.LeaderPoll = 50 * time.Microsecond })
+	e.c.WaitLeader()
+	for i := 0; i < 10; i++ {
+		if i > 0 {
+			e.startService(0)
+		}
+		e.mu.Lock()
+		svc := e.svcs[0]
+		e.mu.Unlock()
+		clustertest.Eventually(t, 10*time.Second, "leading", func() bool { return svc.Metrics().Leaderships.Load() == 1 })
+		e.stopService(0)
+		time.Sleep(50 * time.Millisecond)
+		if n := svc.Metrics().Leaderships.Load(); n != 1 {
+			t.Fatalf("round %d: %d leadership terms after stop, want 1", i, n)
+		}
+	}
+}

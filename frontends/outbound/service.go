@@ -62,7 +62,7 @@ func (s *Service) Run(ctx context.Context) {
 	go s.watchChanges(ctx, changes)
 	t := time.NewTicker(s.cfg.LeaderPoll)
 	defer t.Stop()
-	for {
+	for ctx.Err() == nil {
 		if s.cfg.IsLeader() {
 			s.leadWhileLeader(ctx, t.C)
 		}
