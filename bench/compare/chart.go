@@ -38,7 +38,7 @@ const (
 // WriteChart draws throughput vs concurrency, one panel per kind of mail,
 // raftmail beside Postfix and the ceiling, as a PNG.
 func (r *Report) WriteChart(path string) error {
-	payloads := []string{"corpus", sizeName(r.Cfg.LargeSize)}
+	payloads := r.Cfg.payloads()
 	img := image.NewRGBA(image.Rect(0, 0, panelW*len(payloads), panelH+legendH))
 	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
 	for i, p := range payloads {

@@ -220,7 +220,7 @@ func (r *Report) targets(b *strings.Builder) {
 }
 
 func (r *Report) smtpTables(b *strings.Builder) {
-	for _, p := range []string{"corpus", sizeName(r.Cfg.LargeSize)} {
+	for _, p := range r.Cfg.payloads() {
 		fmt.Fprintf(b, "## SMTP accept + commit, %s mail\n\n", p)
 		b.WriteString("Messages/s (latency per message: MAIL to the final reply). Ratios are raftmail through one frontend ÷ the column named.\n\n")
 		systems := []string{sysFE1, sysFE2, sysLMTP, sysPostfix, sysDelivered, sysCeiling}
@@ -299,7 +299,7 @@ func (r *Report) cpuTable(b *strings.Builder) {
 		"raftmail = the three nodes (three replicas) and the frontends; Postfix + Dovecot = both process trees, measured over the run " +
 		"and the drain into Dovecot.\n\n")
 	b.WriteString("| mail | c | raftmail, 1 frontend | raftmail, LMTP | Postfix + Dovecot | raftmail ÷ peer |\n|---|---|---|---|---|---|\n")
-	for _, p := range []string{"corpus", sizeName(r.Cfg.LargeSize)} {
+	for _, p := range r.Cfg.payloads() {
 		for _, c := range r.Cfg.Concurrencies {
 			fe, _ := r.find("smtp", p, c, sysFE1)
 			lm, _ := r.find("smtp", p, c, sysLMTP)

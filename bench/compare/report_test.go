@@ -2,6 +2,7 @@ package compare
 
 import (
 	"image/png"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,5 +68,26 @@ func TestReportAndChart(t *testing.T) {
 	defer f.Close()
 	if _, err := png.Decode(f); err != nil {
 		t.Errorf("chart: %v", err)
+	}
+}
+
+// TestParseConfig: bad flags are refused with the flag's name; --large 0
+// leaves the large messages out of the write loads instead of crashing.
+func TestParseConfig(t *testing.T) {
+	for _, args := range [][]string{{"--large", "-1"}, {"--concurrency", "0"}, {"--only", "writes,nap"}} {
+		if _, err := parseConfig(args, io.Discard); err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(args[0], "--")) {
+			t.Errorf("%v: err %v, want one naming the flag", args, err)
+		}
+	}
+	cfg, err := parseConfig([]string{"--large", "0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.payloads(); len(got) != 1 || got[0] != "corpus" {
+		t.Errorf("payloads with --large 0: %v, want [corpus]", got)
+	}
+	cfg, _ = parseConfig(nil, io.Discard)
+	if got := cfg.payloads(); len(got) != 2 || got[1] != "50KB" {
+		t.Errorf("default payloads: %v, want [corpus 50KB]", got)
 	}
 }

@@ -28,7 +28,16 @@ const (
 	sysDovecot   = "Dovecot"
 )
 
-func (r *runner) payloads() []string { return []string{"corpus", sizeName(r.cfg.LargeSize)} }
+func (r *runner) payloads() []string { return r.cfg.payloads() }
+
+// payloads names the write loads' messages: the corpus, and synthetic
+// messages of LargeSize unless it is 0.
+func (c Config) payloads() []string {
+	if c.LargeSize == 0 {
+		return []string{"corpus"}
+	}
+	return []string{"corpus", sizeName(c.LargeSize)}
+}
 
 // startCeiling starts a bare 3-node raft cluster and builds its entries:
 // the Deliver commands raftmail proposes for the same messages
