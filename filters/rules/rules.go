@@ -48,6 +48,10 @@ type Rule struct {
 	Score       float64
 	Description string
 	lits        []string // see requiredLiterals (Body rules)
+	// lang, when set, is every string Re matches (finiteLanguage), lower
+	// case when fold (Body rules).
+	lang []string
+	fold bool
 }
 
 // Parse reads rules from r; name labels errors.
@@ -121,6 +125,7 @@ func parseLine(line string) (Rule, error) {
 	r.Re = re
 	if r.Kind == Body {
 		r.lits = requiredLiterals(re.String())
+		r.lang, r.fold, _ = finiteLanguage(re.String())
 	}
 	score, desc := cut(rest)
 	if r.Score, err = strconv.ParseFloat(score, 64); err != nil {
@@ -201,6 +206,7 @@ func (s state) Body(ctx context.Context, m *filters.Message) filters.Verdict {
 		return filters.Failure(err)
 	}
 	var body, lower string
+	var foldSafe bool
 	var v filters.Verdict
 	var hits []string
 	for i := range s.c.rules {
@@ -221,8 +227,16 @@ func (s state) Body(ctx context.Context, m *filters.Message) filters.Verdict {
 			if body == "" {
 				body = txt.Subject + "\n" + txt.Body()
 				lower = strings.ToLower(body)
+				foldSafe = !strings.ContainsAny(body, foldUnsafe)
 			}
-			matched = r.mayMatch(lower) && r.Re.MatchString(body)
+			switch {
+			case r.lang != nil && !r.fold:
+				matched = containsAny(body, r.lang)
+			case r.lang != nil && foldSafe:
+				matched = containsAny(lower, r.lang)
+			default:
+				matched = r.mayMatch(lower) && r.Re.MatchString(body)
+			}
 		case URI:
 			for _, u := range txt.URLs {
 				if r.Re.MatchString(u) {
