@@ -20,6 +20,11 @@ import (
 
 const timeoutHeader = "X-Raftmail-Timeout-Ms"
 
+// LeaderHeader, on a successful /internal/commit answer, names the API URL
+// of the leader that committed: a frontend that reached a follower learns
+// where to send its next commits without a forwarding hop.
+const LeaderHeader = "X-Raftmail-Leader-Api"
+
 // routes builds the node's HTTP API (docs/api.md).
 func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -237,6 +242,9 @@ func (n *Node) handleCommit(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		n.writeFailure(w, err)
 		return
+	}
+	if api := n.leaderAPI(); api != "" {
+		w.Header().Set(LeaderHeader, api)
 	}
 	writeJSON(w, 200, res)
 }

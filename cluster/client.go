@@ -81,6 +81,12 @@ func (c *Client) Close() { c.http.CloseIdleConnections() }
 // Do sends a request to base+path with a JSON (or raw []byte) body and
 // decodes a JSON answer into out (if non-nil).
 func (c *Client) Do(ctx context.Context, method, base, path string, body, out any) error {
+	_, err := c.do(ctx, method, base, path, body, out)
+	return err
+}
+
+// do is Do that also returns the answer's header.
+func (c *Client) do(ctx context.Context, method, base, path string, body, out any) (http.Header, error) {
 	var rd io.Reader
 	ctype := ""
 	switch b := body.(type) {
@@ -90,13 +96,13 @@ func (c *Client) Do(ctx context.Context, method, base, path string, body, out an
 	default:
 		js, err := json.Marshal(b)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd, ctype = bytes.NewReader(js), "application/json"
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
@@ -109,26 +115,26 @@ func (c *Client) Do(ctx context.Context, method, base, path string, body, out an
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
 		ae := &APIError{Status: resp.StatusCode}
 		if json.Unmarshal(data, ae) != nil || ae.Code == "" {
 			ae.Code, ae.Msg = "http_error", strings.TrimSpace(string(data))
 		}
-		return ae
+		return resp.Header, ae
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+			return resp.Header, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 		}
 	}
-	return nil
+	return resp.Header, nil
 }
 
 // Apply forwards an encoded command to a node that applies it as leader.
@@ -141,9 +147,17 @@ func (c *Client) Apply(ctx context.Context, base string, data []byte) (raftstore
 // Commit forwards an encoded command to any node, which commits it through
 // the leader (used by stateless frontends).
 func (c *Client) Commit(ctx context.Context, base string, data []byte) (raftstore.Result, error) {
-	var res raftstore.Result
-	err := c.Do(ctx, http.MethodPost, base, "/internal/commit", data, &res)
+	res, _, err := c.CommitVia(ctx, base, data)
 	return res, err
+}
+
+// CommitVia is Commit that also returns the API URL of the leader that
+// committed (LeaderHeader; "" when the node did not say), so that a
+// frontend sends its next commits there instead of through a follower.
+func (c *Client) CommitVia(ctx context.Context, base string, data []byte) (raftstore.Result, string, error) {
+	var res raftstore.Result
+	h, err := c.do(ctx, http.MethodPost, base, "/internal/commit", data, &res)
+	return res, h.Get(LeaderHeader), err
 }
 
 // LookupAnswer is the answer of /internal/result.

@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -92,5 +93,30 @@ func TestMalformedCommandIsRefusedAtOnce(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("malformed command was retried for %v", d)
+	}
+}
+
+// TestCommitNamesTheLeader: a commit sent to a follower's API is
+// forwarded, and the answer names the leader's API URL so that the
+// sender's next commits skip the hop; the leader names itself.
+func TestCommitNamesTheLeader(t *testing.T) {
+	c := clustertest.New(t, 3)
+	leader := c.Node(c.WaitLeader()).APIURL()
+	client := cluster.NewClient("")
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, via := range []int{c.Follower(), c.WaitLeader()} {
+		data, err := command.Marshal(&command.Command{Key: fmt.Sprintf("k-leader-%d", i), Payload: &command.Noop{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, got, err := client.CommitVia(ctx, c.Node(via).APIURL(), data)
+		if err != nil || res.Index == 0 {
+			t.Fatalf("commit through n%d: %+v, %v", via+1, res, err)
+		}
+		if got != leader {
+			t.Errorf("commit through n%d named leader %q, want %q", via+1, got, leader)
+		}
 	}
 }

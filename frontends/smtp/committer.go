@@ -45,9 +45,11 @@ type NodesConfig struct {
 }
 
 // NodesCommitter implements frontends.Committer and Authenticator over the
-// HTTP API of several mailbox nodes, for stateless frontends. It prefers
-// the leader it last learned from /status (a follower would forward, at the
-// cost of a hop), fails over to the other nodes on connection errors, and
+// HTTP API of several mailbox nodes, for stateless frontends. It sends to
+// the leader it last learned: a follower forwards a commit (a hop) and
+// names the leader in its answer (cluster.LeaderHeader), and /status is
+// asked after a failed round. It fails over to the other nodes on
+// connection errors, and
 // before giving up on a commit asks the nodes whether its key committed.
 // It keeps only short-lived memory: a leader hint and a small directory
 // cache.
@@ -190,9 +192,12 @@ func (n *NodesCommitter) Commit(ctx context.Context, data []byte) (raftstore.Res
 	for attempt := 0; commitCtx.Err() == nil; attempt++ {
 		for _, u := range n.targets() {
 			attemptCtx, cancelAttempt := context.WithTimeout(commitCtx, n.cfg.AttemptTimeout)
-			res, err := n.client.Commit(attemptCtx, u, data)
+			res, leader, err := n.client.CommitVia(attemptCtx, u, data)
 			cancelAttempt()
 			if err == nil {
+				if leader = strings.TrimSuffix(leader, "/"); leader != "" && leader != u {
+					n.setLeader(leader) // it forwarded: go straight there next time
+				}
 				if attempt > 0 || lastErr != nil {
 					n.logger.Info("commit succeeded after failover", "node", u, "key", key, "raft_index", res.Index)
 				}

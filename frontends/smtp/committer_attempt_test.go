@@ -3,12 +3,14 @@ package smtp_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/raftmail/raftmail/cluster"
 	"github.com/raftmail/raftmail/frontends/smtp"
 	"github.com/raftmail/raftmail/raftstore"
 	"github.com/raftmail/raftmail/raftstore/command"
@@ -64,5 +66,42 @@ func TestCommitMovesOnFromAHungNode(t *testing.T) {
 	}
 	if res.Index != 7 || commits.Load() == 0 {
 		t.Fatalf("result %+v after %d commits on the answering node", res, commits.Load())
+	}
+}
+
+// TestCommitGoesToTheLeaderItLearns: a follower forwards a commit and
+// names the leader in its answer (cluster.LeaderHeader); the committer's
+// next commits go to the leader directly, not through the follower again.
+func TestCommitGoesToTheLeaderItLearns(t *testing.T) {
+	var viaFollower, atLeader atomic.Int64
+	leader := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		atLeader.Add(1)
+		w.Header().Set(cluster.LeaderHeader, "http://"+r.Host)
+		_ = json.NewEncoder(w).Encode(raftstore.Result{Index: 9})
+	}))
+	defer leader.Close()
+	follower := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		viaFollower.Add(1)
+		w.Header().Set(cluster.LeaderHeader, leader.URL+"/")
+		_ = json.NewEncoder(w).Encode(raftstore.Result{Index: 9})
+	}))
+	defer follower.Close()
+
+	n, err := smtp.NewNodesCommitter(smtp.NodesConfig{Nodes: []string{follower.URL, follower.URL}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	for i := 0; i < 10; i++ {
+		data, err := command.Marshal(&command.Command{Key: fmt.Sprintf("k-learn-%d", i), Payload: &command.Noop{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Commit(context.Background(), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if viaFollower.Load() != 1 || atLeader.Load() != 9 {
+		t.Fatalf("%d commits through the follower, %d at the leader; want 1 and 9", viaFollower.Load(), atLeader.Load())
 	}
 }
