@@ -126,8 +126,13 @@ func Parse(raw []byte) ([]byte, error) {
 // Parse.
 func Describe(raw []byte) *Meta {
 	m := &Meta{V: Version}
-	m.Env = safeEnvelope(raw)
-	body, ok := safeBody(raw)
+	h, herr := safeHeader(raw) // read once: the envelope and the body check share it
+	m.Env = safeEnvelope(h, herr)
+	var body *Part
+	ok := false
+	if herr == nil {
+		body, ok = safeBody(raw)
+	}
 	if !ok {
 		body = fallbackPart(raw)
 		m.Fallback = true
@@ -173,28 +178,37 @@ func Decode(b []byte) (m *Meta, err error) {
 	return m, nil
 }
 
-func safeEnvelope(raw []byte) (env *Envelope) {
+// safeHeader reads the top-level header; a panic in the library is an
+// error like any other.
+func safeHeader(raw []byte) (h textproto.Header, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			h, err = textproto.Header{}, fmt.Errorf("mailmeta: header: %v", r)
+		}
+	}()
+	return textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+}
+
+// safeEnvelope builds the envelope from what header could be read.
+func safeEnvelope(h textproto.Header, err error) (env *Envelope) {
 	defer func() {
 		if r := recover(); r != nil {
 			env = &Envelope{}
 		}
 	}()
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
 	if err != nil && h.Len() == 0 {
 		return &Envelope{}
 	}
 	return fromEnvelope(imapserver.ExtractEnvelope(h))
 }
 
+// safeBody builds the body structure of a message whose header reads.
 func safeBody(raw []byte) (p *Part, ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			p, ok = nil, false
 		}
 	}()
-	if _, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw))); err != nil {
-		return nil, false
-	}
 	bs := imapserver.ExtractBodyStructure(bytes.NewReader(raw))
 	if bs == nil {
 		return nil, false

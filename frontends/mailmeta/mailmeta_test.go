@@ -273,3 +273,31 @@ func normEnv(e *imap.Envelope) {
 		e.InReplyTo = nil
 	}
 }
+
+// BenchmarkParse: Parse over the real mail of ../shared/corpus (what a
+// frontend or an LMTP node does for every delivery).
+//
+//	go test ./frontends/mailmeta -run '^$' -bench Parse -cpu 1
+func BenchmarkParse(b *testing.B) {
+	files, _ := filepath.Glob(filepath.Join("..", "..", "..", "shared", "corpus", "*", "*.eml"))
+	if len(files) == 0 {
+		b.Skip("no corpus at ../shared/corpus")
+	}
+	var msgs [][]byte
+	size := 0
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs = append(msgs, raw)
+		size += len(raw)
+	}
+	b.SetBytes(int64(size / len(msgs)))
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := Parse(msgs[i%len(msgs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
