@@ -112,7 +112,9 @@ func startRaftmail(ctx context.Context, bin, dir string, idleConns int, pprof fu
 		args := []string{"node", "--id", fmt.Sprintf("n%d", i), "--data", filepath.Join(dir, fmt.Sprintf("n%d", i)),
 			"--raft", addrs[0], "--http", addrs[1], "--lmtp", addrs[2], "--imap", addrs[3], "--pop3", addrs[4],
 			"--dev", "--log-level", "warn", "--hostname", fmt.Sprintf("n%d.bench", i),
-			"--imap-max-conns", fmt.Sprint(idleConns + 1000), "--imap-max-conns-per-ip", fmt.Sprint(idleConns + 1000)}
+			"--imap-max-conns", fmt.Sprint(idleConns + 1000), "--imap-max-conns-per-ip", fmt.Sprint(idleConns + 1000),
+			// every load comes from 127.0.0.1: the per-IP default (64) would refuse c > 192
+			"--lmtp-max-conns", "1024", "--lmtp-max-conns-per-ip", "1024"}
 		args = append(args, pprof(fmt.Sprintf("n%d", i), "--metrics")...)
 		if i == 1 {
 			args = append(args, "--bootstrap")

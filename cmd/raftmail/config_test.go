@@ -86,6 +86,14 @@ func TestConfigFileErrors(t *testing.T) {
 			t.Errorf("%s: loaded without error", name)
 		}
 	}
+	for _, args := range [][]string{{"--lmtp-max-conns-per-ip", "-1"}, {"--imap-max-conns", "-5"}} {
+		if _, err := parseNodeFlags(append([]string{"--id", "n1"}, args...)); err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: err %v, want one naming the flag", args, err)
+		}
+	}
+	if f, err := parseNodeFlags([]string{"--id", "n1", "--lmtp-max-conns-per-ip", "300"}); err != nil || f.lmtpMaxConnsPerIP != 300 {
+		t.Errorf("--lmtp-max-conns-per-ip 300: %v, %d", err, f.lmtpMaxConnsPerIP)
+	}
 	// Underscores work like dashes.
 	p := filepath.Join(dir, "ok.toml")
 	if err := os.WriteFile(p, []byte("id = \"n1\"\nready_max_lag = 5\n"), 0o600); err != nil {

@@ -34,6 +34,8 @@ type nodeFlags struct {
 	// imapMaxConns and imapMaxConnsPerIP raise the IMAP connection limits
 	// (0: the server's defaults), e.g. for the bench's idle connections.
 	imapMaxConns, imapMaxConnsPerIP int
+	// lmtpMaxConns and lmtpMaxConnsPerIP raise the LMTP connection limits.
+	lmtpMaxConns, lmtpMaxConnsPerIP int
 }
 
 func parseNodeFlags(args []string) (*nodeFlags, error) {
@@ -70,6 +72,8 @@ func parseNodeFlags(args []string) (*nodeFlags, error) {
 	fs.BoolVar(&f.cfg.Store.StateSyncPerBatch, "state-sync-per-batch", false, "fsync the state file at every apply batch (default: synced at shutdown, rebuilt from snapshot + log after a machine restart that followed an unclean stop; docs/storage.md)")
 	fs.IntVar(&f.imapMaxConns, "imap-max-conns", 0, "IMAP connections in all (default 2000)")
 	fs.IntVar(&f.imapMaxConnsPerIP, "imap-max-conns-per-ip", 0, "IMAP connections per client IP (default 50)")
+	fs.IntVar(&f.lmtpMaxConns, "lmtp-max-conns", 0, "LMTP connections in all (default 256)")
+	fs.IntVar(&f.lmtpMaxConnsPerIP, "lmtp-max-conns-per-ip", 0, "LMTP connections per client IP (default 64; an MTA in front opens up to its process limit)")
 	f.logs.register(fs)
 	f.outbound.register(fs)
 	f.ops.register(fs)
@@ -77,6 +81,12 @@ func parseNodeFlags(args []string) (*nodeFlags, error) {
 		return nil, err
 	}
 	f.cfg.Join = join
+	for name, v := range map[string]int{"imap-max-conns": f.imapMaxConns, "imap-max-conns-per-ip": f.imapMaxConnsPerIP,
+		"lmtp-max-conns": f.lmtpMaxConns, "lmtp-max-conns-per-ip": f.lmtpMaxConnsPerIP} {
+		if v < 0 {
+			return nil, fmt.Errorf("--%s: %d is negative (0: the default)", name, v)
+		}
+	}
 	if f.hostname == "" {
 		f.hostname, _ = os.Hostname()
 	}
@@ -117,6 +127,7 @@ func runNode(args []string) error {
 	}
 	if f.lmtpAddr != "" {
 		srv := lmtp.New(lmtp.Config{Hostname: f.hostname, MaxMessageBytes: f.maxMessage,
+			MaxConnections: f.lmtpMaxConns, MaxConnectionsPerIP: f.lmtpMaxConnsPerIP,
 			CommitTimeout: f.cfg.CommitTimeout, Logger: logger, Observer: f.ops.sessions}, n)
 		if err := serveOn(f.lmtpAddr, "lmtp", f.ops.count("lmtp", srv.Serve), errs, logger); err != nil {
 			return err
