@@ -3,9 +3,12 @@ package cluster
 import (
 	"encoding/binary"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/raftmail/raftmail/filters/bayes"
 	"github.com/raftmail/raftmail/raftstore"
 	"github.com/raftmail/raftmail/raftstore/command"
 )
@@ -23,11 +26,13 @@ type BayesStats struct {
 // bayesRoutes registers the Bayes endpoints (docs/filters.md):
 //
 //	POST /internal/bayes/counts  tokens (8-byte BE each) → totals + counts, from this node's replica
+//	GET  /internal/bayes/filter  a Bloom filter of every token the model holds (bayes.Filter)
 //	GET  /admin/bayes            model statistics
 //	POST /admin/bayes/train      a msgpack command.BayesTrain, proposed through the leader
 //	POST /admin/bayes/reset      clear the model
 func (n *Node) bayesRoutes(guarded func(string, http.HandlerFunc)) {
 	guarded("POST /internal/bayes/counts", n.handleBayesCounts)
+	guarded("GET "+bayes.FilterPath, n.handleBayesFilter)
 	guarded("GET /admin/bayes", func(w http.ResponseWriter, r *http.Request) {
 		var st BayesStats
 		_ = n.store.View(func(tx *raftstore.ReadTx) error {
@@ -78,4 +83,37 @@ func (n *Node) handleBayesCounts(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	_, _ = w.Write(out)
+}
+
+// bayesFilterMaxAge is how long a built filter is served while the state
+// moves on: building walks every token, and frontends ask about once a
+// minute each.
+const bayesFilterMaxAge = 5 * time.Second
+
+// bayesFilterCache holds the last encoded filter and when it was built.
+type bayesFilterCache struct {
+	mu    sync.Mutex
+	data  []byte
+	index uint64
+	built time.Time
+}
+
+func (n *Node) handleBayesFilter(w http.ResponseWriter, r *http.Request) {
+	c := &n.bayesFilter
+	c.mu.Lock()
+	if c.data == nil || (c.index != n.store.AppliedIndex() && time.Since(c.built) > bayesFilterMaxAge) {
+		var toks []uint64
+		idx := n.store.AppliedIndex()
+		_ = n.store.View(func(tx *raftstore.ReadTx) error { toks = tx.BayesTokens(); return nil })
+		f := bayes.NewFilter(len(toks))
+		for _, t := range toks {
+			f.Add(bayes.Token(t))
+		}
+		c.data, _ = f.MarshalBinary()
+		c.index, c.built = idx, time.Now()
+	}
+	data := c.data
+	c.mu.Unlock()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, _ = w.Write(data)
 }

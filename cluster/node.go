@@ -106,6 +106,8 @@ type Node struct {
 	apiURL  string
 	metrics *nodeMetrics
 
+	bayesFilter bayesFilterCache // GET /internal/bayes/filter
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

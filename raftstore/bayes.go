@@ -38,3 +38,15 @@ func (r *ReadTx) BayesStats() (tot BayesTotals, tokens, seen int) {
 	tot, _ = r.BayesCounts(nil)
 	return tot, r.tx.Bucket(bBayes).Stats().KeyN, r.tx.Bucket(bBayesSeen).Stats().KeyN
 }
+
+// BayesTokens returns every token the model holds, in key order.
+func (r *ReadTx) BayesTokens() []uint64 {
+	var out []uint64
+	c := r.tx.Bucket(bBayes).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) == 8 {
+			out = append(out, binary.BigEndian.Uint64(k))
+		}
+	}
+	return out
+}

@@ -111,6 +111,24 @@ func TestIMAPJunkTrainsEveryNode(t *testing.T) {
 	if err != nil || tot.Spam != 1 || cs[0].Spam != 1 {
 		t.Fatalf("remote counts: %+v %v %v", tot, cs[:1], err)
 	}
+	// The node's filter (GET /internal/bayes/filter) holds every trained
+	// token, so none was skipped above; tokens of a message no one
+	// trained are answered zero without being asked, and every count
+	// equals the node's own.
+	if n := remote.Skipped(); n != 0 {
+		t.Fatalf("%d trained tokens skipped as unknown", n)
+	}
+	unseen := bayes.Tokenize(mimetext.Parse([]byte("Subject: quarterly hydrology survey\r\n\r\nsediment turbidity piezometer readings\r\n"), mimetext.Limits{}))
+	_, cs, err = remote.Counts(context.Background(), unseen)
+	if err != nil || remote.Skipped() == 0 {
+		t.Fatalf("unseen tokens: %d skipped, %v", remote.Skipped(), err)
+	}
+	for i, tok := range unseen {
+		_, spam, ham := countsOn(t, c, 0, []uint64{uint64(tok)})
+		if uint64(cs[i].Spam) != spam || uint64(cs[i].Ham) != ham {
+			t.Fatalf("token %x: remote %+v, node %d/%d", tok, cs[i], spam, ham)
+		}
+	}
 
 	// Out of Junk again: the same message becomes ham.
 	if _, err := cl.Select("Junk", nil).Wait(); err != nil {

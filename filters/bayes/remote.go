@@ -41,7 +41,11 @@ type RemoteConfig struct {
 }
 
 // Remote is the frontends' Model: counts fetched in batches from any node
-// over the node API and cached with a TTL. Safe for concurrent use.
+// over the node API and cached with a TTL. Tokens that a Bloom filter of
+// the model (FilterPath, refreshed every TTL) says the model lacks count
+// as zero without a request, so a token first trained after the filter
+// was built shows in classification after up to one more TTL (two while
+// refreshes fail). Safe for concurrent use.
 type Remote struct {
 	cfg  RemoteConfig
 	next atomic.Uint32
@@ -50,6 +54,12 @@ type Remote struct {
 	cache  map[Token]cached
 	tot    Totals
 	totExp time.Time
+
+	filter     *Filter   // nil: not loaded, or the nodes have none
+	filterExp  time.Time // refresh after
+	filterUse  time.Time // stop trusting an unrefreshed filter after
+	refreshing bool
+	skipped    atomic.Uint64
 }
 
 type cached struct {
@@ -85,16 +95,23 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 // Counts implements Model: cached counts, the misses fetched in batches.
 func (r *Remote) Counts(ctx context.Context, tokens []Token) (Totals, []Counts, error) {
 	now := time.Now()
+	f := r.currentFilter(ctx, now)
 	out := make([]Counts, len(tokens))
 	var missIdx []int
+	skipped := 0
 	r.mu.Lock()
 	for i, t := range tokens {
 		if e, ok := r.cache[t]; ok && now.Before(e.exp) {
 			out[i] = e.c
 			continue
 		}
+		if f != nil && !f.MayContain(t) {
+			skipped++ // the model has never seen it: zero counts
+			continue
+		}
 		missIdx = append(missIdx, i)
 	}
+	r.skipped.Add(uint64(skipped))
 	tot, totOK := r.tot, now.Before(r.totExp)
 	r.mu.Unlock()
 	if len(missIdx) == 0 && totOK {
@@ -123,6 +140,98 @@ func (r *Remote) Counts(ctx context.Context, tokens []Token) (Totals, []Counts, 
 		}
 	}
 	return tot, out, nil
+}
+
+// Skipped returns how many token lookups the filter answered without a
+// request.
+func (r *Remote) Skipped() uint64 { return r.skipped.Load() }
+
+// currentFilter returns the filter to use now (nil: none), first
+// refreshing it when it is due and no other caller is at it. A failed
+// refresh leaves the old filter in use up to twice the TTL after it was
+// fetched; nodes without the endpoint are asked again after a TTL.
+func (r *Remote) currentFilter(ctx context.Context, now time.Time) *Filter {
+	r.mu.Lock()
+	if now.Before(r.filterExp) || r.refreshing {
+		f := r.filter
+		if !now.Before(r.filterUse) {
+			f = nil
+		}
+		r.mu.Unlock()
+		return f
+	}
+	r.refreshing = true
+	r.mu.Unlock()
+
+	f, err := r.fetchFilter(ctx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refreshing = false
+	r.filterExp = now.Add(r.cfg.TTL)
+	switch {
+	case err == nil:
+		r.filter, r.filterUse = f, now.Add(2*r.cfg.TTL)
+	case errors.Is(err, errNoFilter):
+		r.filter = nil
+	default:
+		r.cfg.Logger.Debug("bayes filter refresh failed; counts are asked for every token meanwhile", "err", err)
+	}
+	if !now.Before(r.filterUse) {
+		return nil
+	}
+	return r.filter
+}
+
+var errNoFilter = errors.New("bayes filter: not served")
+
+// fetchFilter asks the nodes in turn for the model's filter.
+func (r *Remote) fetchFilter(ctx context.Context) (*Filter, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var errs []error
+	first := int(r.next.Load())
+	for k := range r.cfg.Nodes {
+		base := r.cfg.Nodes[(first+k)%len(r.cfg.Nodes)]
+		f, err := r.fetchFilterFrom(ctx, base)
+		if err == nil || errors.Is(err, errNoFilter) {
+			return f, err
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("bayes filter from %d nodes: %w", len(r.cfg.Nodes), errors.Join(errs...))
+}
+
+func (r *Remote) fetchFilterFrom(ctx context.Context, base string) (*Filter, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+FilterPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	if r.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.cfg.Token)
+	}
+	resp, err := r.cfg.HTTP.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxFilterBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", base, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
+		return nil, errNoFilter // a node from before the filter
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%s: %s", base, resp.Status)
+	}
+	f := new(Filter)
+	if err := f.UnmarshalBinary(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", base, err)
+	}
+	return f, nil
 }
 
 func (r *Remote) store(toks []Token, cs []Counts, tot Totals, now time.Time) {
