@@ -229,6 +229,7 @@ func (r *runner) start(ctx context.Context) error {
 		return err
 	}
 	r.logf("raftmail: %d accounts created in %v", len(users), time.Since(start).Round(time.Millisecond))
+	r.report.Filters = r.rm.trainBayes(ctx, r.cfg.Bin, r.cfg.Corpus, r.logf)
 	switch miss := peerMissing(); {
 	case r.cfg.NoPeer:
 		r.report.PeerNote = "skipped (--no-peer)"

@@ -44,6 +44,7 @@ type Report struct {
 	Started, Finished time.Time
 	Results           []Result
 	PeerNote          string
+	Filters           string // what the MX frontends check (trainBayes)
 	Leader, Follower  string
 	loadMin, loadMax  float64
 }
@@ -163,6 +164,9 @@ func (r *Report) header(b *strings.Builder) {
 		peer = "not measured: " + r.PeerNote
 	}
 	fmt.Fprintf(b, "| peer | %s |\n", peer)
+	if r.Filters != "" {
+		fmt.Fprintf(b, "| raftmail MX filters | %s |\n", r.Filters)
+	}
 	fmt.Fprintf(b, "| ceiling | bare 3-node hashicorp/raft in one process, raft-boltdb log (fsync), batching bbolt FSM, entries = raftmail's Deliver commands for the same messages |\n")
 	fmt.Fprintf(b, "| runs | writes %v each, reads %v each; corpus = `%s` (real mail, each delivery with a fresh Message-ID), %s = synthetic |\n\n",
 		r.Cfg.Duration, r.Cfg.ReadDuration, r.Cfg.Corpus, sizeName(r.Cfg.LargeSize))
