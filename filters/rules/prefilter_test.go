@@ -68,7 +68,7 @@ func TestFiniteLanguage(t *testing.T) {
 			switch {
 			case !r.fold:
 				fast = containsAny(text, r.lang)
-			case !strings.ContainsAny(text, foldUnsafe):
+			case foldSafe(text):
 				fast = containsAny(lower, r.lang)
 			default:
 				continue // Body falls back to the regexp

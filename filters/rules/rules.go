@@ -206,7 +206,7 @@ func (s state) Body(ctx context.Context, m *filters.Message) filters.Verdict {
 		return filters.Failure(err)
 	}
 	var body, lower string
-	var foldSafe bool
+	var safe bool
 	var v filters.Verdict
 	var hits []string
 	for i := range s.c.rules {
@@ -227,12 +227,12 @@ func (s state) Body(ctx context.Context, m *filters.Message) filters.Verdict {
 			if body == "" {
 				body = txt.Subject + "\n" + txt.Body()
 				lower = strings.ToLower(body)
-				foldSafe = !strings.ContainsAny(body, foldUnsafe)
+				safe = foldSafe(body)
 			}
 			switch {
 			case r.lang != nil && !r.fold:
 				matched = containsAny(body, r.lang)
-			case r.lang != nil && foldSafe:
+			case r.lang != nil && safe:
 				matched = containsAny(lower, r.lang)
 			default:
 				matched = r.mayMatch(lower) && r.Re.MatchString(body)
