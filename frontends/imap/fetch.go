@@ -244,26 +244,27 @@ func bodySection(body []byte, bs *imap.FetchItemBodySection) []byte {
 // headerEnd returns the offset just past the blank line that ends the
 // top-level header. ok is false unless the header is in canonical CRLF form
 // (no bare LF) and ends with CRLF CRLF; the library's parser handles the
-// rest.
+// rest. One pass, line by line: it runs for every message a FETCH sends
+// (a search for CRLF CRLF plus a second pass over the lines was 17% of a
+// follower's CPU under bench compare's FETCH load).
 func headerEnd(body []byte) (int, bool) {
 	if bytes.HasPrefix(body, crlf) {
 		return 2, true
 	}
-	i := bytes.Index(body, crlfcrlf)
-	if i < 0 {
-		return 0, false
-	}
-	for h := body[:i]; ; {
-		k := bytes.IndexByte(h, '\n')
+	for i := 0; ; {
+		k := bytes.IndexByte(body[i:], '\n')
 		if k < 0 {
-			break
-		}
-		if k == 0 || h[k-1] != '\r' {
 			return 0, false
 		}
-		h = h[k+1:]
+		k += i
+		if k == 0 || body[k-1] != '\r' {
+			return 0, false
+		}
+		if len(body) >= k+3 && body[k+1] == '\r' && body[k+2] == '\n' {
+			return k + 3, true
+		}
+		i = k + 1
 	}
-	return i + 4, true
 }
 
 var (

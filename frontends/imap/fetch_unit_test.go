@@ -98,6 +98,40 @@ func TestHeaderEnd(t *testing.T) {
 			t.Errorf("headerEnd(%q) = %d, %v; want %d, %v", c.in, end, ok, c.end, c.fast)
 		}
 	}
+	// The one-pass scan agrees with the plain definition (first CRLF CRLF,
+	// no bare LF before it) on the sample mail and on every prefix and
+	// one-byte damage of a small message.
+	inputs := sampleMail(t)
+	small := []byte("A: b\r\nC: d\r\n e\r\n\r\nbody\r\n\r\nmore\n")
+	for i := range small {
+		inputs = append(inputs, small[:i])
+		for _, c := range []byte{'\r', '\n', 'x'} {
+			inputs = append(inputs, append(append(append([]byte(nil), small[:i]...), c), small[i+1:]...))
+		}
+	}
+	for _, in := range inputs {
+		end, ok := headerEnd(in)
+		wantEnd, wantOK := headerEndByDefinition(in)
+		if end != wantEnd || ok != wantOK {
+			t.Errorf("headerEnd(%.40q) = %d, %v; by definition %d, %v", in, end, ok, wantEnd, wantOK)
+		}
+	}
+}
+
+func headerEndByDefinition(body []byte) (int, bool) {
+	if bytes.HasPrefix(body, crlf) {
+		return 2, true
+	}
+	i := bytes.Index(body, crlfcrlf)
+	if i < 0 {
+		return 0, false
+	}
+	for k, c := range body[:i] {
+		if c == '\n' && (k == 0 || body[k-1] != '\r') {
+			return 0, false
+		}
+	}
+	return i + 4, true
 }
 
 // recordConn counts the writes that reach the network.
