@@ -3,6 +3,7 @@ package raftstore
 import (
 	"bytes"
 	"fmt"
+	"sync"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -93,5 +94,34 @@ func TestSharedBodyReadsThroughCache(t *testing.T) {
 	}
 	if _, _, hits, misses := st.bodies.stats(); hits != 3 || misses != 1 {
 		t.Fatalf("hits %d misses %d; want 3, 1", hits, misses)
+	}
+}
+
+// TestBodyCacheConcurrent: readers and writers at once (run under -race):
+// every hit returns the bytes put under that key, and the cache never
+// holds more than its bound.
+func TestBodyCacheConcurrent(t *testing.T) {
+	c := newBodyCache(64 * 100)
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 2000; i++ {
+				k := byte((i*7 + w*13) % 200)
+				if b, ok := c.get([32]byte{k}); ok {
+					if len(b) != 50+int(k)%50 || b[0] != k {
+						t.Errorf("key %d: got %d bytes starting %d", k, len(b), b[0])
+						return
+					}
+					continue
+				}
+				c.put([32]byte{k}, bytes.Repeat([]byte{k}, 50+int(k)%50))
+			}
+		}(w)
+	}
+	wg.Wait()
+	if _, used, hits, misses := c.stats(); used > 64*100 || hits == 0 || misses == 0 {
+		t.Fatalf("%d bytes held (bound %d), %d hits, %d misses", used, 64*100, hits, misses)
 	}
 }
