@@ -2,6 +2,8 @@ package imap
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"net"
 	"os"
 	"path/filepath"
@@ -55,10 +57,11 @@ func TestBodySectionMatchesLibrary(t *testing.T) {
 		[]byte("Subject: no blank line\r\n"),
 	)
 	fast := 0
+	var memo headerEndMemo // asked twice per body and section: the second answer is the memo's
 	for i, body := range bodies {
 		for j, bs := range sections {
 			want := imapserver.ExtractBodySection(bytes.NewReader(body), bs)
-			got := bodySection(body, bs)
+			got := bodySection(body, memo.get(sha256.Sum256(body), body), bs)
 			if len(bs.Part) == 0 && bs.HeaderFields == nil && bs.HeaderFieldsNot == nil {
 				if _, ok := headerEnd(body); ok {
 					fast++
@@ -215,3 +218,27 @@ func TestCorkOfFindsConnBelowTLS(t *testing.T) {
 type wrapped struct{ net.Conn }
 
 func (w wrapped) NetConn() net.Conn { return w.Conn }
+
+// TestHeaderEndMemo: the memo answers headerEnd by body ID (-1 for a
+// header that is not canonical), a second time without the body, and
+// stays bounded.
+func TestHeaderEndMemo(t *testing.T) {
+	var m headerEndMemo
+	if got := m.get([32]byte{1}, []byte("A: b\r\n\r\nx")); got != 8 {
+		t.Fatalf("canonical: %d, want 8", got)
+	}
+	if got := m.get([32]byte{2}, []byte("A: b\n\nx")); got != -1 {
+		t.Fatalf("bare LF: %d, want -1", got)
+	}
+	if got := m.get([32]byte{1}, nil); got != 8 {
+		t.Fatalf("second ask: %d, want the remembered 8", got)
+	}
+	for i := 0; i < maxHeaderEnds+10; i++ {
+		var id [32]byte
+		binary.BigEndian.PutUint64(id[:], uint64(i)+100)
+		m.get(id, []byte("\r\n"))
+	}
+	if n := len(m.m); n > maxHeaderEnds {
+		t.Fatalf("%d entries, bound %d", n, maxHeaderEnds)
+	}
+}

@@ -40,6 +40,8 @@ type Server struct {
 	connMu sync.Mutex
 	conns  int
 	perIP  map[string]int
+
+	headerEnds headerEndMemo // FETCH BODY[] fast path (fetch.go)
 }
 
 // caps are the advertised capabilities (RFC 9051 plus the IMAP4rev1
