@@ -131,6 +131,44 @@ func (r *ReadTx) Message(mailboxID uint64, uid uint32) (Message, error) {
 	return m, nil
 }
 
+// MessageReader reads messages of one mailbox through one cursor. Asked in
+// ascending UID order, as FETCH 1:* asks, each message is the cursor's
+// next key instead of a search from the root (that search was 10% of a
+// follower's CPU under 16 FETCH clients); asked out of order it seeks.
+type MessageReader struct {
+	c    *bolt.Cursor
+	mbox uint64
+	k, v []byte
+}
+
+// MessageReader returns a reader over a mailbox's messages, valid for the
+// read transaction's life.
+func (r *ReadTx) MessageReader(mailboxID uint64) *MessageReader {
+	return &MessageReader{c: r.tx.Bucket(bMessages).Cursor(), mbox: mailboxID}
+}
+
+// Message returns one message, like ReadTx.Message.
+func (m *MessageReader) Message(uid uint32) (Message, error) {
+	key := msgKey(m.mbox, uid)
+	switch c := bytes.Compare(m.k, key); {
+	case m.k != nil && c == 0:
+	case m.k != nil && c < 0:
+		if m.k, m.v = m.c.Next(); m.k == nil || bytes.Compare(m.k, key) < 0 {
+			m.k, m.v = m.c.Seek(key)
+		}
+	default:
+		m.k, m.v = m.c.Seek(key)
+	}
+	if !bytes.Equal(m.k, key) {
+		return Message{}, errf(ErrNoSuchMessage, "uid %d", uid)
+	}
+	var msg Message
+	if err := decode(m.v, &msg); err != nil {
+		return Message{}, fmt.Errorf("message %d/%d: %w", m.mbox, uid, err)
+	}
+	return msg, nil
+}
+
 // BlobMeta returns the parsed structure stored with a body at delivery.
 func (r *ReadTx) BlobMeta(id [32]byte) ([]byte, error) {
 	t := &txn{tx: r.tx}

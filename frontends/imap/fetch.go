@@ -127,9 +127,10 @@ const (
 func (s *session) loadBatch(mboxID uint64, ts []target, needMeta, needBody bool) (out []loaded, n int, err error) {
 	err = s.view(func(tx *raftstore.ReadTx) error {
 		var bytes int64
+		mr := tx.MessageReader(mboxID)
 		for n < len(ts) && n < batchMessages && bytes < batchBytes {
 			t := ts[n]
-			m, err := tx.Message(mboxID, t.uid)
+			m, err := mr.Message(t.uid)
 			if errors.Is(err, raftstore.ErrNoSuchMessage) {
 				n++
 				continue
