@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -137,10 +138,16 @@ func headerEndByDefinition(body []byte) (int, bool) {
 	return i + 4, true
 }
 
-// recordConn counts the writes that reach the network.
+// recordConn counts the writes and write deadlines that reach the network.
 type recordConn struct {
 	net.Conn
-	writes [][]byte
+	writes    [][]byte
+	deadlines int
+}
+
+func (r *recordConn) SetWriteDeadline(time.Time) error {
+	r.deadlines++
+	return nil
 }
 
 func (r *recordConn) Write(p []byte) (int, error) {
@@ -157,9 +164,14 @@ func TestCorkConnCollectsWrites(t *testing.T) {
 	c.Cork()
 	line := []byte(strings.Repeat("x", 1000) + "\r\n")
 	for i := 0; i < 100; i++ {
+		_ = c.SetWriteDeadline(time.Now().Add(time.Minute)) // as imapserver does per response
 		if n, err := c.Write(line); n != len(line) || err != nil {
 			t.Fatalf("corked write: %d, %v", n, err)
 		}
+		_ = c.SetWriteDeadline(time.Time{})
+	}
+	if rec.deadlines != 1 {
+		t.Fatalf("200 deadlines asked while corked reached the network %d times; want once, with the one flush", rec.deadlines)
 	}
 	// 100,200 bytes: one write-through at corkMax, the rest at Uncork.
 	if len(rec.writes) != 2 || len(rec.writes[1]) < corkMax {
@@ -183,7 +195,8 @@ func TestCorkConnCollectsWrites(t *testing.T) {
 // failConn fails every write.
 type failConn struct{ net.Conn }
 
-func (failConn) Write([]byte) (int, error) { return 0, net.ErrClosed }
+func (failConn) Write([]byte) (int, error)        { return 0, net.ErrClosed }
+func (failConn) SetWriteDeadline(time.Time) error { return nil }
 
 func TestCorkConnReportsWriteErrors(t *testing.T) {
 	c := &corkConn{Conn: failConn{}}
@@ -240,5 +253,34 @@ func TestHeaderEndMemo(t *testing.T) {
 	}
 	if n := len(m.m); n > maxHeaderEnds {
 		t.Fatalf("%d entries, bound %d", n, maxHeaderEnds)
+	}
+}
+
+// TestCorkFlushIsBounded: imapserver clears the write deadline when a
+// response ends, so a corked FETCH's last flush used to run with none: a
+// client that stopped reading held the session's goroutine forever. The
+// flush now runs under the deadline last asked for, or flushTimeout when
+// that is none; and deadlines asked for while corked cost nothing until a
+// flush.
+func TestCorkFlushIsBounded(t *testing.T) {
+	a, b := net.Pipe() // b never reads
+	defer b.Close()
+	defer a.Close()
+	c := &corkConn{Conn: a, flushTimeout: 200 * time.Millisecond}
+	c.Cork()
+	_ = c.SetWriteDeadline(time.Now().Add(time.Hour)) // a response starts
+	if _, err := c.Write([]byte("* 1 FETCH (BODY[] {5}\r\nhello)\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetWriteDeadline(time.Time{}) // the response ends
+	done := make(chan error, 1)
+	go func() { done <- c.Uncork() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a flush to a client that does not read succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Uncork blocked on a client that does not read")
 	}
 }
