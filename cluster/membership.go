@@ -123,6 +123,10 @@ func (n *Node) watchLeadership() {
 	}
 }
 
+// Registered reports whether the replicated state holds this node's
+// current addresses (written by watchLeadership shortly after start).
+func (n *Node) Registered() bool { return n.recordCurrent() }
+
 func (n *Node) recordCurrent() bool {
 	var have raftstore.Node
 	_ = n.store.View(func(r *raftstore.ReadTx) error {

@@ -92,6 +92,19 @@ func New(t testing.TB, n int, opts ...Options) *Cluster {
 	}
 	t.Cleanup(c.Close)
 	c.WaitMembers(n)
+	// Each node writes its own record (a barrier and a SetNode) up to a
+	// ticker period after it starts: wait for all of them, so that a test
+	// taking a digest first does not see them land later (TestBadInput in
+	// frontends/imap compared digests across exactly that race).
+	Eventually(t, 20*time.Second, "every node's record in the replicated state", func() bool {
+		for _, i := range c.Running() {
+			if !c.Node(i).Registered() {
+				return false
+			}
+		}
+		return true
+	})
+	c.WaitConverged(20 * time.Second)
 	return c
 }
 
