@@ -32,7 +32,8 @@ type NodesConfig struct {
 	// whether the key committed before giving up (default 2s, at most a
 	// third of the deadline).
 	LookupReserve time.Duration
-	// AttemptTimeout bounds one node's attempt at a commit (default 3s).
+	// AttemptTimeout bounds one node's attempt at a commit, a directory
+	// lookup or a login (default 3s).
 	// A node that is frozen, or cut off from the other nodes while the
 	// frontend still reaches it, would otherwise hold every delivery sent
 	// to it until the whole deadline; after AttemptTimeout the next node
@@ -118,7 +119,23 @@ func (n *NodesCommitter) Close() {
 // Codec implements frontends.Committer.
 func (n *NodesCommitter) Codec() *raftstore.Codec { return n.codec }
 
-// targets returns the nodes to try, the known leader first.
+// anyNodes returns the configured nodes, starting one further each call:
+// reads (directory, logins, key lookups) are answered by any node, so they
+// spread over all of them and never wait on the leader hint, which names
+// an address learned from the cluster that may have just died (a killed
+// container's IP hangs a connect until the deadline).
+func (n *NodesCommitter) anyNodes() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]string, len(n.cfg.Nodes))
+	for i := range n.cfg.Nodes {
+		out[i] = n.cfg.Nodes[(n.next+i)%len(n.cfg.Nodes)]
+	}
+	n.next++
+	return out
+}
+
+// targets returns the nodes to try for a commit, the known leader first.
 func (n *NodesCommitter) targets() []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -139,6 +156,17 @@ func (n *NodesCommitter) targets() []string {
 func (n *NodesCommitter) setLeader(u string) {
 	n.mu.Lock()
 	n.leader = u
+	n.mu.Unlock()
+}
+
+// forgetLeader drops the hint if it still names u, which just failed: the
+// commits that follow go round the configured nodes (any of them forwards
+// and names the new leader) instead of each waiting AttemptTimeout on it.
+func (n *NodesCommitter) forgetLeader(u string) {
+	n.mu.Lock()
+	if n.leader == u {
+		n.leader = ""
+	}
 	n.mu.Unlock()
 }
 
@@ -206,6 +234,7 @@ func (n *NodesCommitter) Commit(ctx context.Context, data []byte) (raftstore.Res
 			if !moveOn(err) {
 				return res, err
 			}
+			n.forgetLeader(u)
 			lastErr = err
 			n.logger.Debug("commit attempt failed", "node", u, "key", key, "err", err)
 			if commitCtx.Err() != nil {
@@ -246,11 +275,13 @@ func (n *NodesCommitter) reserve(ctx context.Context) (context.Context, context.
 // lookupKey asks the nodes (each forwards to the leader, which answers
 // after a barrier) whether key committed, within what is left of ctx.
 func (n *NodesCommitter) lookupKey(ctx context.Context, key string) (raftstore.Result, bool) {
-	for _, u := range n.targets() {
+	for _, u := range n.anyNodes() {
 		if ctx.Err() != nil {
 			break
 		}
-		res, found, err := n.client.Lookup(ctx, u, key)
+		actx, cancel := context.WithTimeout(ctx, n.cfg.AttemptTimeout)
+		res, found, err := n.client.Lookup(actx, u, key)
+		cancel()
 		if err == nil {
 			return res, found
 		}
@@ -270,8 +301,10 @@ func (n *NodesCommitter) LookupRecipient(ctx context.Context, addr string) (fron
 		return d, nil
 	}
 	var lastErr error
-	for _, u := range n.targets() {
-		d, err := n.client.Directory(ctx, u, norm)
+	for _, u := range n.anyNodes() {
+		actx, cancel := context.WithTimeout(ctx, n.cfg.AttemptTimeout)
+		d, err := n.client.Directory(actx, u, norm)
+		cancel()
 		if err == nil {
 			n.dir.put(norm, d)
 			return d, nil
@@ -292,11 +325,13 @@ func (n *NodesCommitter) LookupRecipient(ctx context.Context, addr string) (fron
 func (n *NodesCommitter) Authenticate(ctx context.Context, user, pass string) (string, error) {
 	body := map[string]string{"user": user, "password": pass}
 	var lastErr error
-	for _, u := range n.targets() {
+	for _, u := range n.anyNodes() {
 		var out struct {
 			Account string `json:"account"`
 		}
-		err := n.client.Do(ctx, http.MethodPost, u, "/internal/auth", body, &out)
+		actx, cancel := context.WithTimeout(ctx, n.cfg.AttemptTimeout)
+		err := n.client.Do(actx, http.MethodPost, u, "/internal/auth", body, &out)
+		cancel()
 		if err == nil {
 			return out.Account, nil
 		}

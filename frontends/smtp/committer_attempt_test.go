@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/raftmail/raftmail/cluster"
+	"github.com/raftmail/raftmail/frontends"
 	"github.com/raftmail/raftmail/frontends/smtp"
 	"github.com/raftmail/raftmail/raftstore"
 	"github.com/raftmail/raftmail/raftstore/command"
@@ -103,5 +105,75 @@ func TestCommitGoesToTheLeaderItLearns(t *testing.T) {
 	}
 	if viaFollower.Load() != 1 || atLeader.Load() != 9 {
 		t.Fatalf("%d commits through the follower, %d at the leader; want 1 and 9", viaFollower.Load(), atLeader.Load())
+	}
+}
+
+// TestAHungLeaderHintStallsNothing: the leader a node named has died in a
+// way that hangs connects (a killed container's IP; found by the compose
+// test). Directory lookups never wait on the hint (any configured node
+// answers them), and a commit that finds the hint hung drops it, so the
+// next commit does not wait on it again.
+func TestAHungLeaderHintStallsNothing(t *testing.T) {
+	release := make(chan struct{})
+	var atHung, commits atomic.Int64
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		atHung.Add(1)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/internal/commit":
+			if commits.Add(1) == 1 {
+				w.Header().Set(cluster.LeaderHeader, hung.URL) // the leader, before it hung
+			}
+			_ = json.NewEncoder(w).Encode(raftstore.Result{Index: 5})
+		case strings.HasPrefix(r.URL.Path, "/directory/"):
+			_ = json.NewEncoder(w).Encode(frontends.Directory{Address: "a@example.test", Local: true, Account: "a@example.test"})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer good.Close()
+	n, err := smtp.NewNodesCommitter(smtp.NodesConfig{Nodes: []string{good.URL}, AttemptTimeout: 300 * time.Millisecond,
+		Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	commit := func(key string) {
+		t.Helper()
+		data, err := command.Marshal(&command.Command{Key: key, Payload: &command.Noop{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := n.Commit(ctx, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit("k-hint-1") // learns the hung "leader"
+	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	defer cancel()
+	if d, err := n.LookupRecipient(ctx, "a@example.test"); err != nil || d.Account == "" {
+		t.Fatalf("directory lookup with a hung leader hint: %+v, %v", d, err)
+	}
+	if atHung.Load() != 0 {
+		t.Fatalf("the directory lookup went to the leader hint")
+	}
+	commit("k-hint-2") // tries the hint, times out once, drops it
+	if atHung.Load() != 1 {
+		t.Fatalf("%d attempts at the hung hint, want 1", atHung.Load())
+	}
+	start := time.Now()
+	commit("k-hint-3")
+	commit("k-hint-4")
+	if atHung.Load() != 1 || time.Since(start) > 250*time.Millisecond {
+		t.Fatalf("the dropped hint was tried again: %d attempts, %v for two commits", atHung.Load(), time.Since(start))
 	}
 }
