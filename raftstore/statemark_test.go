@@ -61,9 +61,7 @@ func readMark(t *testing.T, dir string) string {
 
 func reopen(t *testing.T, dir, addr string) *Store {
 	t.Helper()
-	s, err := Open(Config{ID: "n1", Dir: dir, RaftAddr: addr, LogNoSync: true,
-		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
-		LeaderLease: 50 * time.Millisecond, Logger: discardLogger(), RaftLogLevel: "error"})
+	s, err := Open(testConfig(dir, addr))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,9 +142,9 @@ func TestStateRebuiltAfterRebootOnly(t *testing.T) {
 func TestStateSyncPerBatchMark(t *testing.T) {
 	withBoot(t, "boot-a")
 	dir, addr := t.TempDir(), freeAddr(t)
-	s, err := Open(Config{ID: "n1", Dir: dir, RaftAddr: addr, LogNoSync: true, StateSyncPerBatch: true,
-		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
-		LeaderLease: 50 * time.Millisecond, Logger: discardLogger(), RaftLogLevel: "error"})
+	cfg := testConfig(dir, addr)
+	cfg.StateSyncPerBatch = true
+	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,13 +26,18 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// testConfig is a single node "n1" in dir with fast timings and quiet logs.
+func testConfig(dir, addr string) Config {
+	return Config{ID: "n1", Dir: dir, RaftAddr: addr, LogNoSync: true,
+		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
+		LeaderLease: 50 * time.Millisecond, Logger: discardLogger(), RaftLogLevel: "error"}
+}
+
 // openStore opens a single-node store with fast timings, bootstraps it and
 // waits until it leads.
 func openStore(t testing.TB, dir, addr string) *Store {
 	t.Helper()
-	s, err := Open(Config{ID: "n1", Dir: dir, RaftAddr: addr, LogNoSync: true,
-		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
-		LeaderLease: 50 * time.Millisecond, Logger: discardLogger(), RaftLogLevel: "error"})
+	s, err := Open(testConfig(dir, addr))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,9 +128,7 @@ func TestStoreRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s2, err := Open(Config{ID: "n1", Dir: dir, RaftAddr: addr, LogNoSync: true,
-		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
-		LeaderLease: 50 * time.Millisecond, Logger: discardLogger(), RaftLogLevel: "error"})
+	s2, err := Open(testConfig(dir, addr))
 	if err != nil {
 		t.Fatal(err)
 	}
