@@ -122,16 +122,7 @@ func TestStateRebuiltAfterRebootOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	withBoot(t, "boot-b")
-	s3 := reopen(t, dir, addr)
-	if !s3.RebuiltState() {
-		t.Fatal("after a reboot the state file must be rebuilt")
-	}
-	if n := inboxCount(t, s3, alice); n != 27 {
-		t.Fatalf("%d messages after the rebuild, want 27", n)
-	}
-	if got := storeDigest(t, s3); got != want {
-		t.Fatal("rebuilt state differs from the state before the crash")
-	}
+	reopenRebuilt(t, dir, addr, 27, want)
 	if got := readMark(t, dir); got != "nosync running boot-b" {
 		t.Fatalf("marker after the rebuild = %q", got)
 	}
@@ -187,14 +178,22 @@ func TestStateRebuiltFromLogAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	withBoot(t, "boot-b")
-	s2 := reopen(t, dir, addr)
-	if !s2.RebuiltState() {
+	reopenRebuilt(t, dir, addr, 5, want)
+}
+
+// reopenRebuilt reopens after a simulated reboot and checks that the state
+// file was rebuilt to the state before the stop: n messages in alice's
+// INBOX and the digest want.
+func reopenRebuilt(t *testing.T, dir, addr string, n uint32, want string) {
+	t.Helper()
+	s := reopen(t, dir, addr)
+	if !s.RebuiltState() {
 		t.Fatal("after a reboot the state file must be rebuilt")
 	}
-	if n := inboxCount(t, s2, alice); n != 5 {
-		t.Fatalf("%d messages rebuilt from the log, want 5", n)
+	if got := inboxCount(t, s, alice); got != n {
+		t.Fatalf("%d messages after the rebuild, want %d", got, n)
 	}
-	if storeDigest(t, s2) != want {
-		t.Fatal("state rebuilt from the log differs")
+	if storeDigest(t, s) != want {
+		t.Fatal("rebuilt state differs from the state before the stop")
 	}
 }
