@@ -171,10 +171,10 @@ func (r *Remote) currentFilter(ctx context.Context, now time.Time) *Filter {
 	switch {
 	case err == nil:
 		r.filter, r.filterUse = f, now.Add(2*r.cfg.TTL)
-	case errors.Is(err, errNoFilter):
+	case errors.Is(err, errNotServed):
 		r.filter = nil
 	default:
-		r.cfg.Logger.Debug("bayes filter refresh failed; counts are asked for every token meanwhile", "err", err)
+		r.cfg.Logger.Debug("bayes filter refresh failed; the last one stays in use up to two TTLs after it was fetched", "err", err)
 	}
 	if !now.Before(r.filterUse) {
 		return nil
@@ -182,56 +182,18 @@ func (r *Remote) currentFilter(ctx context.Context, now time.Time) *Filter {
 	return r.filter
 }
 
-var errNoFilter = errors.New("bayes filter: not served")
+var errNotServed = errors.New("endpoint not served")
 
 // fetchFilter asks the nodes in turn for the model's filter.
 func (r *Remote) fetchFilter(ctx context.Context) (*Filter, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var errs []error
-	first := int(r.next.Load())
-	for k := range r.cfg.Nodes {
-		base := r.cfg.Nodes[(first+k)%len(r.cfg.Nodes)]
-		f, err := r.fetchFilterFrom(ctx, base)
-		if err == nil || errors.Is(err, errNoFilter) {
-			return f, err
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, fmt.Errorf("bayes filter from %d nodes: %w", len(r.cfg.Nodes), errors.Join(errs...))
-}
-
-func (r *Remote) fetchFilterFrom(ctx context.Context, base string) (*Filter, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+FilterPath, nil)
-	if err != nil {
-		return nil, err
-	}
-	if r.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+r.cfg.Token)
-	}
-	resp, err := r.cfg.HTTP.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxFilterBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", base, err)
-	}
-	switch {
-	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
-		return nil, errNoFilter // a node from before the filter
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("%s: %s", base, resp.Status)
-	}
-	f := new(Filter)
-	if err := f.UnmarshalBinary(data); err != nil {
-		return nil, fmt.Errorf("%s: %w", base, err)
-	}
-	return f, nil
+	var f *Filter
+	err := r.call(ctx, "bayes filter", http.MethodGet, FilterPath, nil, maxFilterBytes, func(data []byte) error {
+		f = new(Filter)
+		return f.UnmarshalBinary(data)
+	})
+	return f, err
 }
 
 func (r *Remote) store(toks []Token, cs []Counts, tot Totals, now time.Time) {
@@ -254,51 +216,70 @@ func (r *Remote) store(toks []Token, cs []Counts, tot Totals, now time.Time) {
 	r.tot, r.totExp = tot, exp
 }
 
-// fetch asks the nodes in turn, starting with the last one that answered.
-func (r *Remote) fetch(ctx context.Context, toks []Token) (Totals, []Counts, error) {
+// fetch asks the nodes for the counts of toks.
+func (r *Remote) fetch(ctx context.Context, toks []Token) (tot Totals, cs []Counts, err error) {
 	body := make([]byte, 0, 8*len(toks))
 	for _, t := range toks {
 		body = binary.BigEndian.AppendUint64(body, uint64(t))
 	}
+	err = r.call(ctx, "bayes counts", http.MethodPost, CountsPath, body, 16+8*len(toks), func(data []byte) error {
+		tot, cs, err = DecodeCounts(data, len(toks))
+		return err
+	})
+	return tot, cs, err
+}
+
+// call sends one request to the nodes in turn, starting with the last one
+// that answered, until one answers 200 with a body (at most limit bytes)
+// that decode accepts. A node answering 404 or 405 predates the endpoint
+// (errNotServed among the joined errors).
+func (r *Remote) call(ctx context.Context, what, method, path string, body []byte, limit int, decode func([]byte) error) error {
 	var errs []error
 	first := int(r.next.Load())
 	for k := range r.cfg.Nodes {
 		i := (first + k) % len(r.cfg.Nodes)
-		tot, cs, err := r.fetchFrom(ctx, r.cfg.Nodes[i], body, len(toks))
+		err := r.callOne(ctx, method, r.cfg.Nodes[i]+path, body, limit, decode)
 		if err == nil {
 			r.next.Store(uint32(i))
-			return tot, cs, nil
+			return nil
 		}
 		errs = append(errs, err)
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return Totals{}, nil, fmt.Errorf("bayes counts from %d nodes: %w", len(r.cfg.Nodes), errors.Join(errs...))
+	return fmt.Errorf("%s from %d nodes: %w", what, len(r.cfg.Nodes), errors.Join(errs...))
 }
 
-func (r *Remote) fetchFrom(ctx context.Context, base string, body []byte, n int) (Totals, []Counts, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+CountsPath, bytes.NewReader(body))
+func (r *Remote) callOne(ctx context.Context, method, url string, body []byte, limit int, decode func([]byte) error) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
-		return Totals{}, nil, err
+		return err
 	}
-	req.Header.Set("Content-Type", "application/octet-stream")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	}
 	if r.cfg.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+r.cfg.Token)
 	}
 	resp, err := r.cfg.HTTP.Do(req)
 	if err != nil {
-		return Totals{}, nil, err
+		return err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, int64(16+8*n+1)))
-	if err != nil {
-		return Totals{}, nil, fmt.Errorf("%s: %w", base, err)
+	data, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: %w", url, err)
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
+		return fmt.Errorf("%s: %w", url, errNotServed) // a node from before the endpoint
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return Totals{}, nil, fmt.Errorf("%s: %s", base, resp.Status)
+	if err := decode(data); err != nil {
+		return fmt.Errorf("%s: %w", url, err)
 	}
-	return DecodeCounts(data, n)
+	return nil
 }
 
 // DecodeCounts decodes a CountsPath response for n tokens.
