@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -138,19 +139,13 @@ func (n *NodesCommitter) anyNodes() []string {
 // targets returns the nodes to try for a commit, the known leader first.
 func (n *NodesCommitter) targets() []string {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	out := make([]string, 0, len(n.cfg.Nodes)+1)
-	if n.leader != "" {
-		out = append(out, n.leader)
+	leader := n.leader
+	n.mu.Unlock()
+	nodes := n.anyNodes()
+	if leader == "" {
+		return nodes
 	}
-	for i := range n.cfg.Nodes {
-		u := n.cfg.Nodes[(n.next+i)%len(n.cfg.Nodes)]
-		if u != n.leader {
-			out = append(out, u)
-		}
-	}
-	n.next++
-	return out
+	return append([]string{leader}, slices.DeleteFunc(nodes, func(u string) bool { return u == leader })...)
 }
 
 func (n *NodesCommitter) setLeader(u string) {
