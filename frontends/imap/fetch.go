@@ -307,10 +307,7 @@ func (h *headerEndMemo) get(id [32]byte, body []byte) int {
 	return int(v)
 }
 
-var (
-	crlf     = []byte("\r\n")
-	crlfcrlf = []byte("\r\n\r\n")
-)
+var crlf = []byte("\r\n")
 
 // partial applies a <offset.size> range as imapserver does.
 func partial(b []byte, p *imap.SectionPartial) []byte {

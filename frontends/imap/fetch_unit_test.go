@@ -126,7 +126,7 @@ func headerEndByDefinition(body []byte) (int, bool) {
 	if bytes.HasPrefix(body, crlf) {
 		return 2, true
 	}
-	i := bytes.Index(body, crlfcrlf)
+	i := bytes.Index(body, []byte("\r\n\r\n"))
 	if i < 0 {
 		return 0, false
 	}
