@@ -140,13 +140,30 @@ func (c *Cluster) tryStart(i int) error {
 // FreeAddr returns a free 127.0.0.1 TCP address.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	freeMu.Lock()
+	defer freeMu.Unlock()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		// The kernel may hand the same port to the next probe once this
+		// one is closed: never give out an address twice in a process (a
+		// node's API and POP3 listeners got the same port and the node
+		// died after its API answered, in cmd/raftmail's TestIndependentClients).
+		if !handedOut[addr] {
+			handedOut[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
+
+var (
+	freeMu    sync.Mutex
+	handedOut = map[string]bool{}
+)
 
 // Close stops every running node.
 func (c *Cluster) Close() {

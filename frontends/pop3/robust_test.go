@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/raftmail/raftmail/cluster/clustertest"
 )
 
 // TestGarbageSessions throws random bytes and random command-shaped lines
@@ -94,8 +96,8 @@ func TestListenAndServe(t *testing.T) {
 	serverTLS, clientTLS, _ := selfSigned(t)
 	cfg := testConfig(t)
 	cfg.TLSConfig = serverTLS
-	cfg.Listen = freeAddr(t)
-	cfg.ListenTLS = freeAddr(t)
+	cfg.Listen = clustertest.FreeAddr(t)
+	cfg.ListenTLS = clustertest.FreeAddr(t)
 	srv, err := newServer(cfg, be)
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +129,7 @@ func TestListenAndServe(t *testing.T) {
 		defer busy.Close()
 		for _, cfg := range []Config{
 			{Listen: busy.Addr().String()},
-			{Listen: freeAddr(t), ListenTLS: freeAddr(t)}, // no TLSConfig
+			{Listen: clustertest.FreeAddr(t), ListenTLS: clustertest.FreeAddr(t)}, // no TLSConfig
 			{},
 		} {
 			cfg.Logger = testLogger(t)
@@ -141,12 +143,6 @@ func TestListenAndServe(t *testing.T) {
 			srv.Close()
 		}
 	})
-}
-
-func freeAddr(t testing.TB) string {
-	ln := listen(t)
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func TestIsLoopback(t *testing.T) {
