@@ -33,8 +33,10 @@ func testConfig(dir, addr string) Config {
 		LeaderLease: 50 * time.Millisecond, Logger: discardLogger(), RaftLogLevel: "error"}
 }
 
-// openStore opens a single-node store with fast timings, bootstraps it and
-// waits until it leads.
+// openStore opens a single-node store with fast timings, bootstraps it,
+// waits until it leads and until it has applied what its term started with
+// (the bootstrap configuration lands a moment after leadership), so a test's
+// first AppliedIndex is stable.
 func openStore(t testing.TB, dir, addr string) *Store {
 	t.Helper()
 	s, err := Open(testConfig(dir, addr))
@@ -46,6 +48,9 @@ func openStore(t testing.TB, dir, addr string) *Store {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "leadership", s.IsLeader)
+	if err := s.Barrier(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 
