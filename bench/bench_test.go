@@ -255,7 +255,7 @@ func BenchmarkStoreApply(b *testing.B) {
 									return
 								}
 								cmd := *cmds[seq%int64(len(cmds))]
-								cmd.Key = frontends.NewKey()
+								cmd.Key = command.NewKey()
 								data, err := command.Marshal(&cmd)
 								if err != nil {
 									b.Error(err)

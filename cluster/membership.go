@@ -152,7 +152,7 @@ func (n *Node) registerSelf() error {
 		if n.recordCurrent() {
 			return nil
 		}
-		cmd.Key = NewKey()
+		cmd.Key = command.NewKey()
 		_, err := n.store.ApplyCommand(ctx, cmd)
 		return err
 	}

@@ -5,8 +5,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -238,18 +236,11 @@ func (n *Node) Close() error {
 	return err
 }
 
-// NewKey returns a fresh random idempotency key.
-func NewKey() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // Propose implements frontends.Store: commit through the leader, then wait
 // until this node has applied the entry (read-your-writes).
 func (n *Node) Propose(ctx context.Context, c *command.Command) (raftstore.Result, error) {
 	if c.Key == "" {
-		c.Key = NewKey()
+		c.Key = command.NewKey()
 	}
 	data, err := command.Marshal(c)
 	if err != nil {

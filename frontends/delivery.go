@@ -36,7 +36,7 @@ func NewDeliver(codec *raftstore.Codec, env Envelope, raw []byte) (*command.Comm
 	}
 	key := env.Key
 	if key == "" {
-		key = NewKey()
+		key = command.NewKey()
 	}
 	return &command.Command{Key: key, Payload: &command.Deliver{
 		From:  env.From,

@@ -208,7 +208,7 @@ func devSetup(ctx context.Context) error {
 			return fmt.Errorf("create %s: %w", u, err)
 		}
 	}
-	data, err := command.Marshal(&command.Command{Key: cluster.NewKey(), Payload: &command.Noop{}})
+	data, err := command.Marshal(&command.Command{Key: command.NewKey(), Payload: &command.Noop{}})
 	if err != nil {
 		return err
 	}

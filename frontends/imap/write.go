@@ -224,7 +224,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 // proposeAppend uploads a large body in pieces ahead of the Append (as
 // deliveries do, so no raft entry is many megabytes), then commits it.
 func (s *session) proposeAppend(p *command.Append) (raftstore.Result, error) {
-	key := frontends.NewKey()
+	key := command.NewKey()
 	if len(p.Blob.Data) > frontends.ChunkSize {
 		ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.CommandTimeout)
 		err := frontends.SendBlob(ctx, s.srv.store.Propose, &p.Blob, key)
