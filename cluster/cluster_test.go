@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -118,5 +119,48 @@ func TestCommitNamesTheLeader(t *testing.T) {
 		if got != leader {
 			t.Errorf("commit through n%d named leader %q, want %q", via+1, got, leader)
 		}
+	}
+}
+
+// TestForwardFollowsANewLeader: a follower forwarding a write to a leader
+// whose API hangs (frozen, or cut off from the follower but not from its
+// peers) abandons the attempt as soon as it sees another leader and
+// commits there, instead of waiting out ForwardAttemptTimeout (a minute
+// here, so the write would miss the test's deadline without that).
+func TestForwardFollowsANewLeader(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{FreezableAPI: true,
+		CommitTimeout: 2 * time.Minute, ForwardAttemptTimeout: time.Minute})
+	leader := c.WaitLeader()
+	f := c.Follower()
+	c.FreezeAPI(leader)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := c.Node(f).Propose(context.Background(), &command.Command{Payload: &command.AddDomain{Name: "moved.test"}})
+		done <- err
+	}()
+	clustertest.Eventually(t, 10*time.Second, "the forwarded write held by the frozen leader", func() bool {
+		return c.FrozenReads(leader) > 0
+	})
+	held := time.Since(start)
+	c.Stop(leader) // the other two elect a new leader
+	stopped := time.Since(start)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("write through the follower: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the follower kept waiting on the frozen leader after a new one was elected")
+	}
+	t.Logf("write held by the frozen leader after %v, leader stopped after %v, committed after %v",
+		held.Round(time.Millisecond), stopped.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	var ok bool
+	_ = c.Node(f).View(func(r *raftstore.ReadTx) error {
+		ok = slices.Contains(r.Domains(), "moved.test")
+		return nil
+	})
+	if !ok {
+		t.Fatal("the domain is not on the follower after its write returned")
 	}
 }

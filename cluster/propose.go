@@ -71,18 +71,39 @@ func (n *Node) commitOnce(ctx context.Context, data []byte) (raftstore.Result, e
 		// retry elsewhere sends the proposer's bytes.
 		return n.store.Apply(ctx, append([]byte(nil), data...))
 	}
-	api := n.leaderAPI()
+	leader, changed := n.store.LeaderWatch()
+	api := n.apiOf(leader)
 	if api == "" {
 		return raftstore.Result{}, errNoLeader
 	}
 	// Bound each forwarded attempt: a frozen or cut-off leader still
 	// accepts connections, and waiting on it for the whole deadline would
 	// stall writes long after a new leader is elected (found by raftmail
-	// chaos). The retry resends the same bytes; the key makes it safe.
-	actx, cancel := context.WithTimeout(ctx, n.cfg.ForwardAttemptTimeout)
-	defer cancel()
-	return n.client.Apply(actx, api, data)
+	// chaos). The attempt also ends as soon as this node sees the leader
+	// change: raft has then moved on, and so do we. The retry resends the
+	// same bytes; the key makes it safe.
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	actx, cancelT := context.WithTimeout(actx, n.cfg.ForwardAttemptTimeout)
+	defer cancelT()
+	go func() {
+		select {
+		case <-changed:
+			cancel(errLeaderChanged)
+		case <-actx.Done():
+		}
+	}()
+	res, err := n.client.Apply(actx, api, data)
+	if err != nil && errors.Is(context.Cause(actx), errLeaderChanged) {
+		n.logger.Debug("forwarded commit abandoned: the leader changed", "leader", leader)
+		return res, fmt.Errorf("forward to %s: %w", leader, errLeaderChanged)
+	}
+	return res, err
 }
+
+// errLeaderChanged ends a forwarded attempt whose leader this node no
+// longer follows; commit retries at once with the same bytes.
+var errLeaderChanged = errors.New("the leader changed while forwarding")
 
 var errNoLeader = errors.New("no known leader")
 
@@ -100,6 +121,12 @@ func retryable(err error) bool {
 // leaderAPI returns the leader's API URL from the replicated node records.
 func (n *Node) leaderAPI() string {
 	id, _ := n.store.Leader()
+	return n.apiOf(id)
+}
+
+// apiOf returns a node's API URL from the replicated node records ("" for
+// an unknown or empty ID).
+func (n *Node) apiOf(id string) string {
 	if id == "" {
 		return ""
 	}

@@ -149,6 +149,10 @@ type Store struct {
 	closed  bool
 	stop    chan struct{}
 	wg      sync.WaitGroup
+
+	lw            leaderWatch
+	leaderMu      sync.Mutex
+	leaderChanged chan struct{} // closed and replaced on every leader change
 }
 
 // Open opens (or creates) a node's stores and starts raft. A fresh node
@@ -177,6 +181,7 @@ func Open(cfg Config) (*Store, error) {
 		s.closeStores()
 		return nil, err
 	}
+	s.startLeaderWatch()
 	s.wg.Add(2)
 	go s.snapshotByBytes()
 	go s.invalidateAuth()

@@ -359,3 +359,29 @@ func TestVerifyPassword(t *testing.T) {
 		})
 	}
 }
+
+// TestLeaderWatch: the channel LeaderWatch returns closes when the node
+// first sees a leader, and the watch then names it.
+func TestLeaderWatch(t *testing.T) {
+	s, err := Open(testConfig(t.TempDir(), freeAddr(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	id, changed := s.LeaderWatch()
+	if id != "" {
+		t.Fatalf("leader %q before bootstrap", id)
+	}
+	if err := s.Bootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no leader change seen after bootstrap")
+	}
+	waitFor(t, 10*time.Second, "leadership", s.IsLeader)
+	if id, _ := s.LeaderWatch(); id != "n1" {
+		t.Fatalf("watch names %q, want n1", id)
+	}
+}

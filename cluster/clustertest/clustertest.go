@@ -29,6 +29,12 @@ type Options struct {
 	Store raftstore.Config
 	// CommitTimeout per node (default 10s).
 	CommitTimeout time.Duration
+	// ForwardAttemptTimeout per node (default: the node's, 3s).
+	ForwardAttemptTimeout time.Duration
+	// FreezableAPI puts a proxy in front of each node's API (the address
+	// the node advertises to the others), so that FreezeAPI can make one
+	// node's API hang while its raft runs on.
+	FreezableAPI bool
 	// Verbose sends node logs to the test log instead of discarding them
 	// (or set RAFTMAIL_TEST_LOG=1).
 	Verbose bool
@@ -41,6 +47,7 @@ type Cluster struct {
 	mu    sync.Mutex
 	nodes []*cluster.Node
 	cfgs  []cluster.Config
+	proxy []*apiProxy // with Options.FreezableAPI
 }
 
 // New starts n nodes: node 0 bootstraps, the others join through it. It
@@ -66,6 +73,14 @@ func New(t testing.TB, n int, opts ...Options) *Cluster {
 			CommitTimeout: o.CommitTimeout,
 			Store:         o.Store,
 			Logger:        c.logger(i),
+
+			ForwardAttemptTimeout: o.ForwardAttemptTimeout,
+		}
+		if o.FreezableAPI {
+			p := newAPIProxy(t)
+			t.Cleanup(p.close)
+			c.proxy = append(c.proxy, p)
+			cfg.APIAdvertise = p.url()
 		}
 		if i == 0 {
 			cfg.Bootstrap = true
@@ -77,6 +92,9 @@ func New(t testing.TB, n int, opts ...Options) *Cluster {
 		// start again on fresh ports when that happens.
 		for attempt := 0; ; attempt++ {
 			c.cfgs[i] = cfg
+			if o.FreezableAPI {
+				c.proxy[i].setTarget(cfg.HTTPAddr)
+			}
 			err := c.tryStart(i)
 			if err == nil {
 				break
@@ -176,6 +194,20 @@ func (c *Cluster) Close() {
 		}
 	}
 }
+
+// FreezeAPI makes node i's API hang for every other node and client that
+// uses its advertised address (Options.FreezableAPI): connections are
+// taken and nothing is answered, as from a SIGSTOPped process, while its
+// raft runs on. FrozenReads reports how many reads it has swallowed since.
+func (c *Cluster) FreezeAPI(i int) {
+	if len(c.proxy) == 0 {
+		c.t.Fatal("FreezeAPI needs Options.FreezableAPI")
+	}
+	c.proxy[i].frozen.Store(true)
+}
+
+// FrozenReads returns how many reads node i's frozen API proxy swallowed.
+func (c *Cluster) FrozenReads(i int) int64 { return c.proxy[i].dropped.Load() }
 
 // N returns the number of nodes (running or not).
 func (c *Cluster) N() int { return len(c.nodes) }
