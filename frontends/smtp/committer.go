@@ -212,11 +212,10 @@ func (n *NodesCommitter) Commit(ctx context.Context, data []byte) (raftstore.Res
 	defer cancel()
 	backoff := 20 * time.Millisecond
 	var lastErr error
+rounds:
 	for attempt := 0; commitCtx.Err() == nil; attempt++ {
 		for _, u := range n.targets() {
-			attemptCtx, cancelAttempt := context.WithTimeout(commitCtx, n.cfg.AttemptTimeout)
-			res, leader, err := n.client.CommitVia(attemptCtx, u, data)
-			cancelAttempt()
+			res, leader, err := n.commitAt(commitCtx, u, data)
 			if err == nil {
 				if leader = strings.TrimSuffix(leader, "/"); leader != "" && leader != u {
 					n.setLeader(leader) // it forwarded: go straight there next time
@@ -225,6 +224,11 @@ func (n *NodesCommitter) Commit(ctx context.Context, data []byte) (raftstore.Res
 					n.logger.Info("commit succeeded after failover", "node", u, "key", key, "raft_index", res.Index)
 				}
 				return res, nil
+			}
+			if errors.Is(err, errLeaderMoved) {
+				lastErr = err
+				n.logger.Info("commit attempt abandoned: the other nodes follow a new leader", "node", u, "key", key)
+				continue rounds // at once: targets() now starts with the new leader
 			}
 			if !moveOn(err) {
 				return res, err
@@ -254,6 +258,81 @@ func (n *NodesCommitter) Commit(ctx context.Context, data []byte) (raftstore.Res
 		lastErr = commitCtx.Err()
 	}
 	return raftstore.Result{}, fmt.Errorf("commit %s: %w: %w", key, cluster.ErrUnavailable, lastErr)
+}
+
+// errLeaderMoved ends a commit attempt at the hinted leader once the other
+// nodes name another one.
+var errLeaderMoved = errors.New("the other nodes follow a new leader")
+
+// commitAt makes one attempt at node u, bounded by AttemptTimeout. When u
+// is the leader this frontend last learned, the attempt also ends as soon
+// as the other nodes name a different leader: a leader that froze, or is
+// cut off from its peers but not from us, would otherwise hold the
+// delivery for the whole AttemptTimeout after the cluster has elected
+// another (the chaos harness's longest write stall). A healthy leader that
+// is merely slow (a large message) keeps its attempt: the others still
+// name it.
+func (n *NodesCommitter) commitAt(ctx context.Context, u string, data []byte) (raftstore.Result, string, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ctx, cancelT := context.WithTimeout(ctx, n.cfg.AttemptTimeout)
+	defer cancelT()
+	n.mu.Lock()
+	hinted := u == n.leader
+	n.mu.Unlock()
+	if hinted {
+		go n.watchLeader(ctx, u, cancel)
+	}
+	res, leader, err := n.client.CommitVia(ctx, u, data)
+	if err != nil && errors.Is(context.Cause(ctx), errLeaderMoved) {
+		return res, leader, fmt.Errorf("commit at %s: %w", u, errLeaderMoved)
+	}
+	return res, leader, err
+}
+
+// leaderProbeEvery is how often an attempt at the hinted leader that has
+// not answered asks the other nodes who leads; a quarter of AttemptTimeout
+// when that is shorter.
+const leaderProbeEvery = 500 * time.Millisecond
+
+// watchLeader asks the nodes other than u who leads, every probe period
+// while the attempt at u runs, and cancels the attempt (errLeaderMoved)
+// once one names a different leader, which becomes the hint.
+func (n *NodesCommitter) watchLeader(ctx context.Context, u string, cancel context.CancelCauseFunc) {
+	every := min(leaderProbeEvery, n.cfg.AttemptTimeout/4)
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if l := n.othersLeader(ctx, u, every); l != "" && l != u {
+			n.setLeader(l)
+			cancel(errLeaderMoved)
+			return
+		}
+		t.Reset(every)
+	}
+}
+
+// othersLeader returns the leader API that the first node other than u to
+// answer /status names ("" if none answers or none names one), each asked
+// for at most timeout.
+func (n *NodesCommitter) othersLeader(ctx context.Context, u string, timeout time.Duration) string {
+	for _, node := range n.anyNodes() {
+		if node == u {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		st, err := n.client.Status(sctx, node)
+		cancel()
+		if err == nil && st.LeaderAPI != "" {
+			return strings.TrimSuffix(st.LeaderAPI, "/")
+		}
+	}
+	return ""
 }
 
 // reserve derives the commit context, keeping part of ctx's deadline for

@@ -177,3 +177,115 @@ func TestAHungLeaderHintStallsNothing(t *testing.T) {
 		t.Fatalf("the dropped hint was tried again: %d attempts, %v for two commits", atHung.Load(), time.Since(start))
 	}
 }
+
+// leaderHintedCommitter returns a committer over the single node good
+// whose first commit answer names leader as the leader (it forwarded), so
+// the committer's next commits start at leader.
+func leaderHintedCommitter(t *testing.T, good string, attempt time.Duration) *smtp.NodesCommitter {
+	t.Helper()
+	n, err := smtp.NewNodesCommitter(smtp.NodesConfig{Nodes: []string{good}, AttemptTimeout: attempt, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	if _, err := n.Commit(context.Background(), noopCommand(t, "k-learn-leader")); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func noopCommand(t *testing.T, key string) []byte {
+	t.Helper()
+	data, err := command.Marshal(&command.Command{Key: key, Payload: &command.Noop{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestCommitLeavesAFrozenLeader: the leader this frontend learned stops
+// answering (SIGSTOPped, or cut off from its peers but not from us) and
+// the other nodes elect another. The attempt at the old leader ends as
+// soon as they name the new one, and the commit goes there, instead of
+// waiting out AttemptTimeout: a minute here, longer than the commit's
+// whole deadline, so the commit would fail without that.
+func TestCommitLeavesAFrozenLeader(t *testing.T) {
+	release := make(chan struct{})
+	var atFrozen atomic.Int64
+	frozen := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		atFrozen.Add(1)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer frozen.Close()
+	defer close(release)
+	var commits atomic.Int64
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/internal/commit":
+			if commits.Add(1) == 1 {
+				w.Header().Set(cluster.LeaderHeader, frozen.URL) // the leader, before it froze
+			}
+			_ = json.NewEncoder(w).Encode(raftstore.Result{Index: 11})
+		case "/status":
+			_ = json.NewEncoder(w).Encode(map[string]string{"leader_api": "http://" + r.Host + "/"})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer good.Close()
+	n := leaderHintedCommitter(t, good.URL, time.Minute)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := n.Commit(ctx, noopCommand(t, "k-frozen-leader"))
+	if err != nil {
+		t.Fatalf("commit with the hinted leader frozen: %v", err)
+	}
+	if res.Index != 11 || commits.Load() != 2 || atFrozen.Load() != 1 {
+		t.Fatalf("result %+v, %d commits at the new leader (want 2 with the first), %d at the frozen one (want 1)",
+			res, commits.Load(), atFrozen.Load())
+	}
+}
+
+// TestCommitWaitsForASlowLeader: a leader that is slow to answer but that
+// the other nodes still name keeps its attempt: the commit is not sent a
+// second time elsewhere.
+func TestCommitWaitsForASlowLeader(t *testing.T) {
+	var atSlow, statusAsked, commits atomic.Int64
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		atSlow.Add(1)
+		time.Sleep(1200 * time.Millisecond) // more than two probe periods
+		_ = json.NewEncoder(w).Encode(raftstore.Result{Index: 21})
+	}))
+	defer slow.Close()
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/internal/commit":
+			commits.Add(1)
+			w.Header().Set(cluster.LeaderHeader, slow.URL)
+			_ = json.NewEncoder(w).Encode(raftstore.Result{Index: 20})
+		case "/status":
+			statusAsked.Add(1)
+			_ = json.NewEncoder(w).Encode(map[string]string{"leader_api": slow.URL})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer other.Close()
+	n := leaderHintedCommitter(t, other.URL, time.Minute)
+
+	res, err := n.Commit(context.Background(), noopCommand(t, "k-slow-leader"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Index != 21 || atSlow.Load() != 1 || commits.Load() != 1 {
+		t.Fatalf("result %+v, %d attempts at the slow leader (want 1), %d commits elsewhere (want only the first)",
+			res, atSlow.Load(), commits.Load())
+	}
+	if statusAsked.Load() == 0 {
+		t.Fatal("the other node was never asked who leads while the leader was slow")
+	}
+}
