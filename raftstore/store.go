@@ -299,8 +299,10 @@ func (s *Store) startRaft() error {
 	if err != nil {
 		return err
 	}
-	r, err := raft.NewRaft(rc, s.fsm, cache, s.logs, s.snapshotStore(), s.trans)
+	trans, stopClamp := clampCommits(s.trans)
+	r, err := raft.NewRaft(rc, s.fsm, cache, s.logs, s.snapshotStore(), trans)
 	if err != nil {
+		stopClamp()
 		return fmt.Errorf("start raft: %w", err)
 	}
 	s.raft = r

@@ -1,0 +1,104 @@
+package raftstore
+
+import (
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// hashicorp/raft (v1.7.3 and v1.8.0) lets a follower advance its commit
+// index to min(leaderCommit, its own last index) on any AppendEntries that
+// passes the previous-entry check. Raft's rule is min(leaderCommit, index
+// of the last entry the request verified): a follower's log beyond that
+// point may still hold a divergent suffix from an earlier term (an old
+// leader that was paused or cut off wrote entries nobody else has), and
+// committing it applies entries the cluster never committed. The FSM then
+// skips the real entries at those indexes, and the replica diverges for
+// good. raftmail chaos found it: a leader SIGSTOPped for 5 s, resumed, took
+// a new leader's AppendEntries that repeated entries it already had (no
+// conflict, so no truncation) with a commit index past them, and applied
+// six of its own unreplicated entries; six acknowledged messages were then
+// missing on that node and its digest differed from the other two.
+//
+// commitClamp mends it from outside the library, on the receiving side of
+// the transport: before raft sees an AppendEntries request, its
+// LeaderCommitIndex is lowered to the last index the request verifies
+// (PrevLogEntry plus its entries). Lowering it is always safe (a follower
+// only learns of commits later) and costs no liveness: the leader's
+// requests reach its last index every CommitTimeout, so a follower's commit
+// index still catches up at once. Heartbeats (the transport's fast path)
+// carry no commit index and are untouched.
+type commitClamp struct {
+	raft.Transport
+	ch       chan raft.RPC
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+// commitClampPreVote is commitClamp over a transport that supports
+// pre-vote: raft enables pre-vote by a type assertion on its transport, so
+// the wrapper must offer exactly what the wrapped transport offers.
+type commitClampPreVote struct {
+	*commitClamp
+	pv raft.WithPreVote
+}
+
+func (c commitClampPreVote) RequestPreVote(id raft.ServerID, target raft.ServerAddress,
+	args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	return c.pv.RequestPreVote(id, target, args, resp)
+}
+
+// clampCommits wraps t; the result is what raft must be given. stop ends
+// the forwarding without closing t, for when raft is not started after all.
+func clampCommits(t raft.Transport) (wrapped raft.Transport, stop func()) {
+	c := &commitClamp{Transport: t, ch: make(chan raft.RPC), stop: make(chan struct{})}
+	go c.forward()
+	stop = func() { c.stopOnce.Do(func() { close(c.stop) }) }
+	if pv, ok := t.(raft.WithPreVote); ok {
+		return commitClampPreVote{commitClamp: c, pv: pv}, stop
+	}
+	return c, stop
+}
+
+// Consumer returns the requests, AppendEntries clamped.
+func (c *commitClamp) Consumer() <-chan raft.RPC { return c.ch }
+
+func (c *commitClamp) forward() {
+	in := c.Transport.Consumer()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case rpc := <-in:
+			if req, ok := rpc.Command.(*raft.AppendEntriesRequest); ok {
+				clampCommit(req)
+			}
+			select {
+			case c.ch <- rpc:
+			case <-c.stop:
+				return
+			}
+		}
+	}
+}
+
+// clampCommit lowers req's commit index to the last index it verifies.
+func clampCommit(req *raft.AppendEntriesRequest) {
+	verified := req.PrevLogEntry
+	if n := len(req.Entries); n > 0 {
+		verified = req.Entries[n-1].Index
+	}
+	if req.LeaderCommitIndex > verified {
+		req.LeaderCommitIndex = verified
+	}
+}
+
+// Close stops the forwarding and closes the wrapped transport if it can
+// be closed (raft calls it on shutdown).
+func (c *commitClamp) Close() error {
+	c.stopOnce.Do(func() { close(c.stop) })
+	if wc, ok := c.Transport.(raft.WithClose); ok {
+		return wc.Close()
+	}
+	return nil
+}
