@@ -20,22 +20,9 @@ func BenchmarkApplyBatch(b *testing.B) {
 	for _, noSync := range []bool{false, true} {
 		for _, batch := range []int{1, 16, 32} {
 			b.Run(fmt.Sprintf("nosync=%v/batch=%d", noSync, batch), func(b *testing.B) {
-				f, err := openFSM(filepath.Join(b.TempDir(), "state.db"), noSync, discardLogger())
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer f.close()
-				index := uint64(0)
-				next := func(p command.Payload) *raft.Log {
-					index++
-					// Random-looking keys, as frontends make them (hex of 128 bits).
-					key := fmt.Sprintf("%x", sha256.Sum256([]byte(fmt.Sprint(index))))[:32]
-					data, err := command.Marshal(&command.Command{Time: t0 + int64(index), Key: key, Payload: p})
-					if err != nil {
-						b.Fatal(err)
-					}
-					return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data}
-				}
+				// Random-looking keys, as SMTP frontends make them (hex of 128 bits).
+				bl := newBenchLog(b, noSync, false)
+				f, next := bl.f, bl.next
 				f.ApplyBatch([]*raft.Log{next(&command.AddDomain{Name: "example.org"}), next(&command.AddAccount{Address: alice, PassHash: "h"})})
 				var bytesIn int64
 				b.ResetTimer()
@@ -43,7 +30,7 @@ func BenchmarkApplyBatch(b *testing.B) {
 					b.StopTimer()
 					logs := make([]*raft.Log, 0, batch)
 					for range min(batch, b.N-done) {
-						blob := codec.NewBlob(body(fmt.Sprint("bench", index), 5000), nil)
+						blob := codec.NewBlob(body(fmt.Sprint("bench", bl.index), 5000), nil)
 						logs = append(logs, next(&command.Deliver{Blob: blob, Rcpts: []string{alice}}))
 						bytesIn += int64(len(logs[len(logs)-1].Data))
 					}
@@ -65,31 +52,14 @@ func BenchmarkApplyBatch(b *testing.B) {
 // BenchmarkApplySteady measures the FSM in a steady state closer to the
 // bench's load: deliveries of distinct 5 kB bodies with 800 bytes of parsed
 // structure to 100 accounts, after 20,000 earlier ones, applied in batches
-// of 16 with the state file's fsync on. keys=random draws idempotency keys
-// as 128 random bits; keys=ordered starts each with the time.
+// of 16 with the state file's fsync on. ordered=false draws idempotency
+// keys as 128 random bits; ordered=true starts each with the time.
 func BenchmarkApplySteady(b *testing.B) {
 	codec := testCodec(b)
 	for _, ordered := range []bool{false, true} {
 		b.Run(fmt.Sprintf("ordered=%v", ordered), func(b *testing.B) {
-			f, err := openFSM(filepath.Join(b.TempDir(), "state.db"), true, discardLogger())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer f.close()
-			index := uint64(0)
-			next := func(p command.Payload) *raft.Log {
-				index++
-				h := sha256.Sum256([]byte(fmt.Sprint(index)))
-				key := fmt.Sprintf("%x", h)[:32]
-				if ordered {
-					key = fmt.Sprintf("%016x%x", t0+int64(index)*1000, h[:8])
-				}
-				data, err := command.Marshal(&command.Command{Time: t0 + int64(index), Key: key, Payload: p})
-				if err != nil {
-					b.Fatal(err)
-				}
-				return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data}
-			}
+			bl := newBenchLog(b, true, ordered)
+			f, next := bl.f, bl.next
 			setup := []*raft.Log{next(&command.AddDomain{Name: "example.org"})}
 			for u := range 100 {
 				setup = append(setup, next(&command.AddAccount{Address: fmt.Sprintf("u%d@example.org", u), PassHash: "h"}))
@@ -99,8 +69,8 @@ func BenchmarkApplySteady(b *testing.B) {
 			batch := func(n int) []*raft.Log {
 				logs := make([]*raft.Log, 0, n)
 				for range n {
-					blob := codec.NewBlob(body(fmt.Sprint("bench", index), 5000), meta)
-					logs = append(logs, next(&command.Deliver{Blob: blob, Rcpts: []string{fmt.Sprintf("u%d@example.org", index%100)}}))
+					blob := codec.NewBlob(body(fmt.Sprint("bench", bl.index), 5000), meta)
+					logs = append(logs, next(&command.Deliver{Blob: blob, Rcpts: []string{fmt.Sprintf("u%d@example.org", bl.index%100)}}))
 				}
 				return logs
 			}
@@ -126,4 +96,37 @@ func BenchmarkApplySteady(b *testing.B) {
 			b.ReportMetric(float64(ts.GetWriteTime()-before.GetWriteTime())/float64(b.N), "write-ns/entry")
 		})
 	}
+}
+
+// benchLog feeds an FSM of its own (in a temp dir) with log entries of
+// ascending index, each with an idempotency key: 128 random-looking bits,
+// or the time first when ordered (command.NewKey's layout).
+type benchLog struct {
+	b       testing.TB
+	f       *fsm
+	index   uint64
+	ordered bool
+}
+
+func newBenchLog(b testing.TB, noSync, ordered bool) *benchLog {
+	f, err := openFSM(filepath.Join(b.TempDir(), "state.db"), noSync, discardLogger())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = f.close() })
+	return &benchLog{b: b, f: f, ordered: ordered}
+}
+
+func (l *benchLog) next(p command.Payload) *raft.Log {
+	l.index++
+	h := sha256.Sum256([]byte(fmt.Sprint(l.index)))
+	key := fmt.Sprintf("%x", h)[:32]
+	if l.ordered {
+		key = fmt.Sprintf("%016x%x", t0+int64(l.index)*1000, h[:8])
+	}
+	data, err := command.Marshal(&command.Command{Time: t0 + int64(l.index), Key: key, Payload: p})
+	if err != nil {
+		l.b.Fatal(err)
+	}
+	return &raft.Log{Index: l.index, Term: 1, Type: raft.LogCommand, Data: data}
 }
