@@ -166,18 +166,11 @@ func (n *NodesCommitter) forgetLeader(u string) {
 }
 
 // refreshLeader asks the nodes for the current leader (the first answer
-// naming one wins).
+// naming one wins), starting one node further each time and giving each
+// at most leaderProbeEvery: a frozen node first in the list used to take
+// the whole second this had.
 func (n *NodesCommitter) refreshLeader(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	for _, u := range n.cfg.Nodes {
-		st, err := n.client.Status(ctx, u)
-		if err == nil && st.LeaderAPI != "" {
-			n.setLeader(strings.TrimSuffix(st.LeaderAPI, "/"))
-			return
-		}
-	}
-	n.setLeader("")
+	n.setLeader(n.othersLeader(ctx, "", leaderProbeEvery))
 }
 
 // moveOn reports whether an error from one node is worth trying another
