@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,7 @@ func scenario(t testing.TB) *script {
 	s.ok("exp-del", &command.Expunge{Account: alice, MailboxID: inbox.ID, OnlyDeleted: true})
 	s.ok("exp-uids", &command.Expunge{Account: alice, MailboxID: inbox.ID, UIDs: []command.UIDRange{{Start: 20, Stop: 22}, {Start: 30}}})
 	s.ok("exp-none", &command.Expunge{Account: alice, MailboxID: inbox.ID, UIDs: []command.UIDRange{{Start: 1000}}})
+	checkUIDs(t, s.ref, inbox.ID, lists.ID, s.mbox(alice, "Archive").ID)
 
 	// Mailbox hierarchy.
 	s.ok("", &command.RenameMailbox{Account: alice, Name: "Lists", NewName: "Groups"})
@@ -524,6 +526,32 @@ func TestUIDValidityOnRecreate(t *testing.T) {
 		t.Fatalf("INBOX rename: inbox %+v saved %+v", after, saved)
 	}
 	if err := checkState(s.ref); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkUIDs: ReadTx.UIDs (keys only) lists exactly the UIDs that
+// ReadTx.Messages yields, mailbox by mailbox, with gaps from expunges and
+// neighbouring mailboxes' keys on either side.
+func checkUIDs(t testing.TB, f *fsm, mailboxIDs ...uint64) {
+	t.Helper()
+	err := f.view(func(tx *bolt.Tx) error {
+		r := &ReadTx{tx: tx}
+		for _, id := range mailboxIDs {
+			var want []uint32
+			if err := r.Messages(id, nil, func(m *Message) error { want = append(want, m.UID); return nil }); err != nil {
+				return err
+			}
+			if got := r.UIDs(id, 0); !slices.Equal(got, want) {
+				t.Errorf("mailbox %d: UIDs %v, messages %v", id, got, want)
+			}
+			if len(want) == 0 {
+				t.Errorf("mailbox %d is empty: the check proves nothing", id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }

@@ -121,6 +121,20 @@ func (r *ReadTx) Messages(mailboxID uint64, ranges []command.UIDRange, fn func(*
 	return eachMessage(r.tx.Bucket(bMessages), mailboxID, ranges, fn)
 }
 
+// UIDs returns the UIDs of a mailbox's messages in ascending order, read
+// from the keys alone: an IMAP SELECT needs only these, and decoding every
+// message record to get them made SELECT of a 100,000-message mailbox take
+// 90–140 ms.
+func (r *ReadTx) UIDs(mailboxID uint64, capHint uint32) []uint32 {
+	uids := make([]uint32, 0, capHint)
+	prefix := binary.BigEndian.AppendUint64(nil, mailboxID)
+	c := r.tx.Bucket(bMessages).Cursor()
+	for k, _ := c.Seek(prefix); len(k) == 12 && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		uids = append(uids, binary.BigEndian.Uint32(k[8:]))
+	}
+	return uids
+}
+
 // Message returns one message.
 func (r *ReadTx) Message(mailboxID uint64, uid uint32) (Message, error) {
 	t := &txn{tx: r.tx}

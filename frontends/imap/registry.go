@@ -137,11 +137,8 @@ func (r *registry) load(mb *mbox) error {
 		}
 		mb.uidVal, mb.uidNext = m.UIDValidity, m.UIDNext
 		mb.applied = tx.AppliedIndex()
-		mb.uids = make([]uint32, 0, m.Messages)
-		return tx.Messages(mb.id, nil, func(msg *raftstore.Message) error {
-			mb.uids = append(mb.uids, msg.UID)
-			return nil
-		})
+		mb.uids = tx.UIDs(mb.id, m.Messages)
+		return nil
 	})
 }
 
