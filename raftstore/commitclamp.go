@@ -53,12 +53,14 @@ func (c commitClampPreVote) RequestPreVote(id raft.ServerID, target raft.ServerA
 func clampCommits(t raft.Transport) (wrapped raft.Transport, stop func()) {
 	c := &commitClamp{Transport: t, ch: make(chan raft.RPC), stop: make(chan struct{})}
 	go c.forward()
-	stop = func() { c.stopOnce.Do(func() { close(c.stop) }) }
 	if pv, ok := t.(raft.WithPreVote); ok {
-		return commitClampPreVote{commitClamp: c, pv: pv}, stop
+		return commitClampPreVote{commitClamp: c, pv: pv}, c.halt
 	}
-	return c, stop
+	return c, c.halt
 }
+
+// halt ends the forwarding (idempotent).
+func (c *commitClamp) halt() { c.stopOnce.Do(func() { close(c.stop) }) }
 
 // Consumer returns the requests, AppendEntries clamped.
 func (c *commitClamp) Consumer() <-chan raft.RPC { return c.ch }
@@ -71,7 +73,11 @@ func (c *commitClamp) forward() {
 			return
 		case rpc := <-in:
 			if req, ok := rpc.Command.(*raft.AppendEntriesRequest); ok {
-				clampCommit(req)
+				// A copy: an in-memory transport hands over the sender's
+				// own request.
+				clamped := *req
+				clampCommit(&clamped)
+				rpc.Command = &clamped
 			}
 			select {
 			case c.ch <- rpc:
@@ -96,7 +102,7 @@ func clampCommit(req *raft.AppendEntriesRequest) {
 // Close stops the forwarding and closes the wrapped transport if it can
 // be closed (raft calls it on shutdown).
 func (c *commitClamp) Close() error {
-	c.stopOnce.Do(func() { close(c.stop) })
+	c.halt()
 	if wc, ok := c.Transport.(raft.WithClose); ok {
 		return wc.Close()
 	}

@@ -4,44 +4,37 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// leaderWatch turns raft's leader observations into a channel that is
+// startLeaderWatch turns raft's leader observations into a channel that is
 // closed whenever this node sees the leader change, so that a write
 // forwarded to a leader that froze or was cut off is abandoned as soon as
-// the cluster has moved on, not after a fixed timeout.
-type leaderWatch struct {
-	obs      chan raft.Observation
-	observer *raft.Observer
-}
-
-// startLeaderWatch registers the observer; s.raft must be running.
+// the cluster has moved on, not after a fixed timeout. s.raft must be
+// running.
 func (s *Store) startLeaderWatch() {
 	s.leaderChanged = make(chan struct{})
-	s.lw.obs = make(chan raft.Observation, 16)
-	s.lw.observer = raft.NewObserver(s.lw.obs, false, func(o *raft.Observation) bool {
+	obs := make(chan raft.Observation, 16)
+	observer := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
 		return ok
 	})
-	s.raft.RegisterObserver(s.lw.observer)
+	s.raft.RegisterObserver(observer)
 	s.wg.Add(1)
-	go s.watchLeader()
-}
-
-func (s *Store) watchLeader() {
-	defer s.wg.Done()
-	defer s.raft.DeregisterObserver(s.lw.observer)
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-s.lw.obs:
-			// Observations carry the new leader, but LeaderWatch reads raft's
-			// own view; an observation only says "look again".
-			s.leaderMu.Lock()
-			close(s.leaderChanged)
-			s.leaderChanged = make(chan struct{})
-			s.leaderMu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer s.raft.DeregisterObserver(observer)
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-obs:
+				// An observation carries the new leader, but LeaderWatch reads
+				// raft's own view; an observation only says "look again".
+				s.leaderMu.Lock()
+				close(s.leaderChanged)
+				s.leaderChanged = make(chan struct{})
+				s.leaderMu.Unlock()
+			}
 		}
-	}
+	}()
 }
 
 // LeaderWatch returns the leader this node follows now ("" if none) and a

@@ -127,9 +127,9 @@ func (r *ReadTx) Messages(mailboxID uint64, ranges []command.UIDRange, fn func(*
 // 90–140 ms.
 func (r *ReadTx) UIDs(mailboxID uint64, capHint uint32) []uint32 {
 	uids := make([]uint32, 0, capHint)
-	prefix := binary.BigEndian.AppendUint64(nil, mailboxID)
+	prefix := u64(mailboxID)
 	c := r.tx.Bucket(bMessages).Cursor()
-	for k, _ := c.Seek(prefix); len(k) == 12 && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		uids = append(uids, binary.BigEndian.Uint32(k[8:]))
 	}
 	return uids

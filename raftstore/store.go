@@ -150,7 +150,6 @@ type Store struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 
-	lw            leaderWatch
 	leaderMu      sync.Mutex
 	leaderChanged chan struct{} // closed and replaced on every leader change
 }
