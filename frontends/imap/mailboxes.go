@@ -67,10 +67,15 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 }
 
 // firstUnseen returns the client sequence number of the first message
-// without \Seen (IMAP4rev1 UNSEEN response code), 0 if none.
+// without \Seen (IMAP4rev1 UNSEEN response code), 0 if none. The
+// mailbox's unseen count answers "none" without reading a message: in a
+// mailbox where everything is read, the scan decoded every record.
 func (s *session) firstUnseen(sel *selection) uint32 {
 	var uid uint32
 	_ = s.view(func(tx *raftstore.ReadTx) error {
+		if m, err := tx.Mailbox(sel.mb.id); err != nil || m.Unseen == 0 {
+			return err
+		}
 		return tx.Messages(sel.mb.id, nil, func(m *raftstore.Message) error {
 			if !m.HasFlag(raftstore.FlagSeen) {
 				uid = m.UID
