@@ -10,6 +10,7 @@ import (
 
 	"github.com/raftmail/raftmail/cluster"
 	"github.com/raftmail/raftmail/cluster/clustertest"
+	"github.com/raftmail/raftmail/frontends"
 	"github.com/raftmail/raftmail/raftstore"
 	"github.com/raftmail/raftmail/raftstore/command"
 )
@@ -162,5 +163,55 @@ func TestForwardFollowsANewLeader(t *testing.T) {
 	})
 	if !ok {
 		t.Fatal("the domain is not on the follower after its write returned")
+	}
+}
+
+// TestLostAnswerRetriedOnNewLeaderStoresOnce (invariant 2 across the
+// forward's early retry): a follower forwards a delivery, the leader
+// commits it but the answer is lost, and the leader then dies. The
+// follower retries the same bytes at the new leader as soon as it sees it;
+// the key makes the retry return the first result, and every node holds
+// the message exactly once.
+func TestLostAnswerRetriedOnNewLeaderStoresOnce(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{FreezableAPI: true,
+		CommitTimeout: 2 * time.Minute, ForwardAttemptTimeout: time.Minute})
+	c.AddDomain("example.test")
+	c.AddAccount("alice@example.test", "pw")
+	leader := c.WaitLeader()
+	f := c.Follower()
+	c.MuteAPI(leader)
+	n := c.Node(f)
+	cmd, err := frontends.NewDeliver(n.Codec(), frontends.Envelope{From: "a@remote.test", Rcpts: []string{"alice@example.test"}}, []byte(testMsg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		res raftstore.Result
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := frontends.CommitDeliver(context.Background(), n, cmd)
+		done <- answer{res, err}
+	}()
+	clustertest.Eventually(t, 10*time.Second, "the delivery committed on the leader", func() bool {
+		return inboxCount(t, c, leader, "alice@example.test") == 1
+	})
+	clustertest.Eventually(t, 10*time.Second, "the leader's answer lost", func() bool { return c.FrozenReads(leader) > 0 })
+	c.Stop(leader)
+	var a answer
+	select {
+	case a = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the follower kept waiting on the dead leader's lost answer")
+	}
+	if a.err != nil || len(a.res.Rcpts) != 1 || a.res.Rcpts[0].Status.Err() != nil {
+		t.Fatalf("retried delivery: %+v, %v", a.res, a.err)
+	}
+	c.WaitConverged(20 * time.Second)
+	for _, i := range c.Running() {
+		if got := inboxCount(t, c, i, "alice@example.test"); got != 1 {
+			t.Fatalf("node %d holds %d copies, want exactly 1", i+1, got)
+		}
 	}
 }

@@ -206,7 +206,18 @@ func (c *Cluster) FreezeAPI(i int) {
 	c.proxy[i].frozen.Store(true)
 }
 
-// FrozenReads returns how many reads node i's frozen API proxy swallowed.
+// MuteAPI makes node i's API take requests (the node runs them) but lose
+// every answer on the way back, as when the network drops the replies:
+// the caller cannot tell whether its write committed.
+func (c *Cluster) MuteAPI(i int) {
+	if len(c.proxy) == 0 {
+		c.t.Fatal("MuteAPI needs Options.FreezableAPI")
+	}
+	c.proxy[i].mute.Store(true)
+}
+
+// FrozenReads returns how many reads node i's API proxy swallowed (frozen
+// or muted).
 func (c *Cluster) FrozenReads(i int) int64 { return c.proxy[i].dropped.Load() }
 
 // N returns the number of nodes (running or not).

@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,7 +17,8 @@ type apiProxy struct {
 	ln      net.Listener
 	target  atomic.Pointer[string]
 	frozen  atomic.Bool
-	dropped atomic.Int64 // reads swallowed while frozen
+	mute    atomic.Bool  // answers swallowed, requests still relayed
+	dropped atomic.Int64 // reads swallowed while frozen or mute
 	done    chan struct{}
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
@@ -82,28 +84,29 @@ func (p *apiProxy) relay(c net.Conn) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		p.pipe(up, c)
+		p.pipe(up, c, &p.frozen) // requests
 	}()
-	p.pipe(c, up)
+	p.pipe(c, up, &p.frozen, &p.mute) // answers
 }
 
 // pipe copies src to dst until either ends, swallowing everything while
-// the proxy is frozen.
-func (p *apiProxy) pipe(dst, src net.Conn) {
+// any of the given switches is on.
+func (p *apiProxy) pipe(dst, src net.Conn, off ...*atomic.Bool) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		swallow := slices.ContainsFunc(off, (*atomic.Bool).Load)
 		if n > 0 {
-			if p.frozen.Load() {
+			if swallow {
 				p.dropped.Add(1)
 			} else if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
 		}
 		if err != nil {
-			if p.frozen.Load() {
+			if swallow {
 				<-p.done // a frozen process would not close it either
 			}
 			return
