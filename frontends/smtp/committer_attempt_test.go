@@ -24,15 +24,7 @@ import (
 // hold a delivery for its whole deadline: after AttemptTimeout the next
 // node is tried with the same bytes, and the commit succeeds there.
 func TestCommitMovesOnFromAHungNode(t *testing.T) {
-	release := make(chan struct{})
-	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	defer hung.Close()
-	defer close(release)
+	hung, _ := hungServer(t)
 	var commits atomic.Int64
 	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -114,17 +106,8 @@ func TestCommitGoesToTheLeaderItLearns(t *testing.T) {
 // answers them), and a commit that finds the hint hung drops it, so the
 // next commit does not wait on it again.
 func TestAHungLeaderHintStallsNothing(t *testing.T) {
-	release := make(chan struct{})
-	var atHung, commits atomic.Int64
-	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		atHung.Add(1)
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	defer hung.Close()
-	defer close(release)
+	hung, atHung := hungServer(t)
+	var commits atomic.Int64
 	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/internal/commit":
@@ -210,17 +193,7 @@ func noopCommand(t *testing.T, key string) []byte {
 // waiting out AttemptTimeout: a minute here, longer than the commit's
 // whole deadline, so the commit would fail without that.
 func TestCommitLeavesAFrozenLeader(t *testing.T) {
-	release := make(chan struct{})
-	var atFrozen atomic.Int64
-	frozen := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		atFrozen.Add(1)
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	defer frozen.Close()
-	defer close(release)
+	frozen, atFrozen := hungServer(t)
 	var commits atomic.Int64
 	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -288,4 +261,23 @@ func TestCommitWaitsForASlowLeader(t *testing.T) {
 	if statusAsked.Load() == 0 {
 		t.Fatal("the other node was never asked who leads while the leader was slow")
 	}
+}
+
+// hungServer is a node that takes every request and never answers (a
+// SIGSTOPped process, or one cut off from the cluster), counting the
+// requests; it lets go of them when the test ends.
+func hungServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	release := make(chan struct{})
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	return srv, &requests
 }
