@@ -32,8 +32,8 @@ type fsm struct {
 	applied     uint64
 	appliedCond chan struct{} // closed and replaced on every advance
 
-	bytesMu        sync.Mutex
-	bytesSinceSnap int64
+	sinceMu   sync.Mutex
+	sinceSnap logSince // applied since the last snapshot or restore
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -213,9 +213,10 @@ func (f *fsm) applyChunk(logs []*raft.Log, results []interface{}) {
 	if err != nil {
 		f.fatalf("apply entries %d..%d: %v", logs[0].Index, last.Index, err)
 	}
-	f.bytesMu.Lock()
-	f.bytesSinceSnap += bytesIn
-	f.bytesMu.Unlock()
+	f.sinceMu.Lock()
+	f.sinceSnap.entries += int64(len(logs))
+	f.sinceSnap.bytes += bytesIn
+	f.sinceMu.Unlock()
 	f.setApplied(last.Index)
 	f.feed.publish(changes)
 }
@@ -245,14 +246,27 @@ func (f *fsm) appliedIndex() (uint64, <-chan struct{}) {
 	return f.applied, f.appliedCond
 }
 
-func (f *fsm) takeSnapBytes() {
-	f.bytesMu.Lock()
-	f.bytesSinceSnap = 0
-	f.bytesMu.Unlock()
+func (f *fsm) resetSinceSnapshot() {
+	f.sinceMu.Lock()
+	f.sinceSnap = logSince{}
+	f.sinceMu.Unlock()
 }
 
-func (f *fsm) snapBytes() int64 {
-	f.bytesMu.Lock()
-	defer f.bytesMu.Unlock()
-	return f.bytesSinceSnap
+func (f *fsm) sinceSnapshot() logSince {
+	f.sinceMu.Lock()
+	defer f.sinceMu.Unlock()
+	return f.sinceSnap
+}
+
+// stateBytes is the size of the state file's pages: what a snapshot
+// copies.
+func (f *fsm) stateBytes() (int64, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var n int64
+	err := f.db.View(func(tx *bolt.Tx) error {
+		n = tx.Size()
+		return nil
+	})
+	return n, err
 }

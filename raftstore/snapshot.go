@@ -31,7 +31,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		f.mu.RUnlock()
 		return nil, fmt.Errorf("snapshot: begin read tx: %w", err)
 	}
-	f.takeSnapBytes()
+	f.resetSinceSnapshot()
 	return &fsmSnapshot{f: f, tx: tx}, nil
 }
 
@@ -97,7 +97,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore: reopen: %w", err)
 	}
 	f.resetApplied(idx)
-	f.takeSnapBytes()
+	f.resetSinceSnapshot()
 	f.logger.Info("state restored from snapshot", "raft_index", idx)
 	f.feed.publish([]Change{StateReset{}})
 	return nil

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -45,12 +46,17 @@ type Config struct {
 	// TrailingLogs is how many entries stay in the log after a snapshot
 	// (default 1024).
 	TrailingLogs uint64
-	// SnapshotInterval is how often the snapshot triggers are checked
-	// (default 30s); SnapshotThreshold the entry count trigger (default
-	// 4096); SnapshotBytes the log-bytes trigger (default 256 MiB).
-	SnapshotInterval  time.Duration
-	SnapshotThreshold uint64
-	SnapshotBytes     int64
+	// Snapshots (snapshotpolicy.go). SnapshotInterval is how often the
+	// triggers are checked (default 1s); SnapshotThreshold the entry
+	// count trigger (default 4096); SnapshotBytes the log-bytes trigger
+	// (default 256 MiB). Either fires only once the log since the last
+	// snapshot holds SnapshotStatePercent of the state's size (default
+	// 25; negative: no such floor), because a snapshot copies the whole
+	// state and its cost grows with the mail store.
+	SnapshotInterval     time.Duration
+	SnapshotThreshold    uint64
+	SnapshotBytes        int64
+	SnapshotStatePercent int
 	// SnapshotRetain is how many snapshots are kept on disk (default 2).
 	SnapshotRetain int
 	// MaxEntryBytes refuses larger commands (default 48 MiB).
@@ -88,7 +94,7 @@ func (c *Config) setDefaults() {
 	def(&c.ElectionTimeout, time.Second)
 	def(&c.LeaderLease, 500*time.Millisecond)
 	def(&c.CommitTimeout, 20*time.Millisecond)
-	def(&c.SnapshotInterval, 30*time.Second)
+	def(&c.SnapshotInterval, time.Second)
 	if c.MaxAppendEntries == 0 {
 		c.MaxAppendEntries = 32
 	}
@@ -100,6 +106,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SnapshotBytes == 0 {
 		c.SnapshotBytes = 256 << 20
+	}
+	if c.SnapshotStatePercent == 0 {
+		c.SnapshotStatePercent = 25
 	}
 	if c.SnapshotRetain == 0 {
 		c.SnapshotRetain = 2
@@ -182,7 +191,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.startLeaderWatch()
 	s.wg.Add(2)
-	go s.snapshotByBytes()
+	go s.snapshotWhenDue()
 	go s.invalidateAuth()
 	return s, nil
 }
@@ -275,8 +284,10 @@ func (s *Store) startRaft() error {
 	rc.CommitTimeout = s.cfg.CommitTimeout
 	rc.MaxAppendEntries = s.cfg.MaxAppendEntries
 	rc.TrailingLogs = s.cfg.TrailingLogs
-	rc.SnapshotInterval = s.cfg.SnapshotInterval
-	rc.SnapshotThreshold = s.cfg.SnapshotThreshold
+	// raft's own trigger counts entries only; snapshotWhenDue decides
+	// (snapshotpolicy.go), so raft's is set out of reach.
+	rc.SnapshotInterval = time.Hour
+	rc.SnapshotThreshold = math.MaxUint64
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = newHclog(s.logger, hclog.LevelFromString(s.cfg.RaftLogLevel))
 	if err := raft.ValidateConfig(rc); err != nil {
@@ -484,28 +495,6 @@ func (s *Store) Snapshot() error {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	return nil
-}
-
-// snapshotByBytes triggers a snapshot when the log grew by SnapshotBytes
-// since the last one, since raft's own trigger counts entries only and a
-// mail log's size is in its bodies.
-func (s *Store) snapshotByBytes() {
-	defer s.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			if s.fsm.snapBytes() >= s.cfg.SnapshotBytes {
-				s.logger.Info("log bytes since last snapshot over threshold, snapshotting", "bytes", s.fsm.snapBytes())
-				if err := s.Snapshot(); err != nil {
-					s.logger.Warn("byte-triggered snapshot failed", "err", err)
-				}
-			}
-		}
-	}
 }
 
 // Close shuts raft down and closes the stores.

@@ -1,0 +1,99 @@
+package raftstore
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/raftmail/raftmail/raftstore/command"
+)
+
+func TestSnapshotDue(t *testing.T) {
+	c := Config{SnapshotThreshold: 100, SnapshotBytes: 1000, SnapshotStatePercent: 25}
+	off := c
+	off.SnapshotStatePercent = -1
+	for _, tc := range []struct {
+		name           string
+		c              Config
+		entries, bytes int64
+		state          int64
+		want           bool
+	}{
+		{"below both triggers", c, 99, 999, 0, false},
+		{"entry trigger, small state", c, 100, 10, 40, true},
+		{"byte trigger, small state", c, 1, 1000, 4000, true},
+		{"entry trigger, log under a quarter of the state", c, 100, 10, 41, false},
+		{"byte trigger, log under a quarter of the state", c, 5000, 1000, 4001, false},
+		{"log reached a quarter of a large state", c, 5000, 250_000, 1_000_000, true},
+		{"floor off: entry trigger alone", off, 100, 10, 1 << 40, true},
+		{"floor off: below both triggers", off, 99, 999, 0, false},
+	} {
+		got := snapshotDue(&tc.c, logSince{entries: tc.entries, bytes: tc.bytes}, tc.state)
+		if got != tc.want {
+			t.Errorf("%s: snapshotDue(%d entries, %d bytes, state %d) = %v, want %v", tc.name, tc.entries, tc.bytes, tc.state, got, tc.want)
+		}
+	}
+}
+
+// TestSnapshotWaitsForTheStateFloor: past the entry trigger, a store takes
+// no snapshot while the log since the last one is under a quarter of the
+// state, and takes one once it is over.
+func TestSnapshotWaitsForTheStateFloor(t *testing.T) {
+	dir, addr := t.TempDir(), freeAddr(t)
+	cfg := testConfig(dir, addr)
+	cfg.SnapshotThreshold = 10
+	cfg.SnapshotInterval = 10 * time.Millisecond
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Bootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "leadership", s.IsLeader)
+	setupAccount(t, s)
+	snapshots := func() int {
+		metas, err := s.snaps.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(metas)
+	}
+	// Small deliveries: past the entry trigger, far under the floor.
+	for i := 0; i < 12; i++ {
+		b := s.Codec().NewBlob(body(fmt.Sprint("small", i), 200), nil)
+		mustApply(t, s, fmt.Sprint("s", i), &command.Deliver{Blob: b, Rcpts: []string{alice}})
+	}
+	stateBytes := func() int64 {
+		n, err := s.fsm.stateBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	since, state := s.fsm.sinceSnapshot(), stateBytes()
+	if since.entries < 10 || since.bytes*4 >= state {
+		t.Fatalf("setup: %d entries, %d log bytes against a %d-byte state; want ≥ 10 entries under a quarter", since.entries, since.bytes, state)
+	}
+	time.Sleep(30 * cfg.SnapshotInterval)
+	if n := snapshots(); n != 0 {
+		t.Fatalf("%d snapshots with %d log bytes against a %d-byte state", n, since.bytes, state)
+	}
+	// Large bodies until the log holds a quarter of the state.
+	for i := 0; ; i++ {
+		since, state := s.fsm.sinceSnapshot(), stateBytes()
+		if since.bytes*4 >= state {
+			break
+		}
+		if i == 1000 {
+			t.Fatalf("log bytes %d never reached a quarter of the state (%d)", since.bytes, state)
+		}
+		b := s.Codec().NewBlob(body(fmt.Sprint("large", i), 64<<10), nil)
+		mustApply(t, s, fmt.Sprint("l", i), &command.Deliver{Blob: b, Rcpts: []string{alice}})
+	}
+	waitFor(t, 10*time.Second, "a snapshot once the floor is reached", func() bool { return snapshots() > 0 })
+	if got := s.fsm.sinceSnapshot(); got.entries != 0 {
+		t.Fatalf("after the snapshot %d entries still count as unsnapshotted", got.entries)
+	}
+}
