@@ -7,6 +7,7 @@
 package filters
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -194,11 +195,31 @@ func (b BytesBody) Open() (io.ReadCloser, error) { return io.NopCloser(bytes.New
 // Len returns the size.
 func (b BytesBody) Len() int64 { return int64(len(b)) }
 
+// ReadBody returns the whole message. A BytesBody is returned as is, not
+// copied: callers must not modify the result.
+func ReadBody(b Body) ([]byte, error) {
+	if bb, ok := b.(BytesBody); ok {
+		return bb, nil
+	}
+	r, err := b.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var buf bytes.Buffer
+	buf.Grow(int(min(b.Len(), 64<<20)) + bytes.MinRead)
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
 // Message is what body checks see at the end of DATA.
 type Message struct {
 	From  string
 	Rcpts []string
-	// Header is the parsed top-level header (nil if it did not parse).
+	// Header is the parsed top-level header, if the caller has it; else
+	// TopHeader parses it from Body when a check first asks.
 	Header textproto.MIMEHeader
 	Body   Body
 
@@ -219,6 +240,28 @@ func (m *Message) Memo(key any, fn func() (any, error)) (any, error) {
 	me := e.(*memoEntry)
 	me.once.Do(func() { me.v, me.err = fn() })
 	return me.v, me.err
+}
+
+type headerKey struct{}
+
+// TopHeader returns the top-level header: Header when set, else parsed
+// from Body once per message (nil if it does not parse).
+func (m *Message) TopHeader() textproto.MIMEHeader {
+	if m.Header != nil {
+		return m.Header
+	}
+	v, _ := m.Memo(headerKey{}, func() (any, error) {
+		raw, err := ReadBody(m.Body)
+		if err != nil {
+			return textproto.MIMEHeader(nil), err
+		}
+		h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(raw))).ReadMIMEHeader()
+		if err != nil && len(h) == 0 {
+			return textproto.MIMEHeader(nil), nil
+		}
+		return h, nil
+	})
+	return v.(textproto.MIMEHeader)
 }
 
 // Check is one filter. NewState is called once per connection, before

@@ -281,3 +281,25 @@ func TestCheaps(t *testing.T) {
 		}
 	})
 }
+
+// TestTopHeader: the header is parsed from the body when the caller set
+// none, once per message, and a header that does not parse is nil.
+func TestTopHeader(t *testing.T) {
+	m := &filters.Message{Body: filters.BytesBody("From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n")}
+	h := m.TopHeader()
+	if got := h.Get("From"); got != "a@example.org" {
+		t.Fatalf("From %q", got)
+	}
+	h.Set("X-Seen", "1")
+	if m.TopHeader().Get("X-Seen") != "1" {
+		t.Fatal("header parsed twice")
+	}
+	set := &filters.Message{Header: map[string][]string{"From": {"b@example.org"}}, Body: filters.BytesBody("From: a@example.org\r\n\r\n")}
+	if got := set.TopHeader().Get("From"); got != "b@example.org" {
+		t.Fatalf("caller's header ignored: From %q", got)
+	}
+	bad := &filters.Message{Body: filters.BytesBody("\x00\x01 not a header\r\n")}
+	if h := bad.TopHeader(); h != nil {
+		t.Fatalf("malformed header parsed as %v", h)
+	}
+}

@@ -65,8 +65,8 @@ type dmarcResult struct {
 // last two labels (no public suffix list: a known simplification).
 func (s *state) evalDMARC(ctx context.Context, m *filters.Message, dkims []dkimResult) dmarcResult {
 	var from string
-	if m.Header != nil {
-		if addrs, err := mail.ParseAddressList(m.Header.Get("From")); err == nil && len(addrs) == 1 {
+	if h := m.TopHeader(); h != nil {
+		if addrs, err := mail.ParseAddressList(h.Get("From")); err == nil && len(addrs) == 1 {
 			from = domainOf(addrs[0].Address)
 		}
 	}

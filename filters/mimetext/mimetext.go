@@ -88,12 +88,7 @@ type memoKey struct{}
 // checks running concurrently share the result).
 func FromMessage(m *filters.Message) (*Text, error) {
 	v, err := m.Memo(memoKey{}, func() (any, error) {
-		r, err := m.Body.Open()
-		if err != nil {
-			return nil, err
-		}
-		defer r.Close()
-		raw, err := io.ReadAll(r)
+		raw, err := filters.ReadBody(m.Body)
 		if err != nil {
 			return nil, err
 		}

@@ -1,7 +1,6 @@
 package smtp
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -10,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/textproto"
 	"strings"
 	"time"
 
@@ -28,7 +26,7 @@ func (ss *session) deliver(tx *transaction, raw []byte) error {
 	log := lazyLog{l: ss.logger, a: []any{"tx", tx.id, "delivery_id", key, "from", tx.from, "rcpts", len(tx.rcpts), "size", len(raw)}}
 
 	fctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.cfg.CommitTimeout)
-	v := ss.gc.filters.Data(fctx, &filters.Message{From: tx.from, Rcpts: tx.rcpts, Header: parseHeader(raw), Body: filters.BytesBody(raw)})
+	v := ss.gc.filters.Data(fctx, &filters.Message{From: tx.from, Rcpts: tx.rcpts, Body: filters.BytesBody(raw)})
 	cancel()
 	log = log.With("score", v.Score, "scores", scoreList(v.Scores))
 	if v.Action >= filters.TempFail {
@@ -173,16 +171,6 @@ func sanitize(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// parseHeader parses the top-level header for body checks (nil if it
-// does not parse).
-func parseHeader(raw []byte) textproto.MIMEHeader {
-	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(raw))).ReadMIMEHeader()
-	if err != nil && len(h) == 0 {
-		return nil
-	}
-	return h
 }
 
 // commitError maps a failed commit to the reply: 552 for a body the store

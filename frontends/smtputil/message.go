@@ -10,6 +10,10 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
+// initialMessageBuf is the buffer a message is first read into: 90% of
+// the corpus' real mail is under 8.5 KB.
+const initialMessageBuf = 12 << 10
+
 // ReadMessage reads a DATA or BDAT body, refusing what a mailbox must not
 // store: NUL bytes, bare LF line endings (RFC 5321 §2.3.8; SMTP smuggling)
 // and a message without a header. Errors are *smtp.SMTPError (or
@@ -19,6 +23,9 @@ import (
 // apply to the body alone.
 func ReadMessage(r io.Reader, prefix string) ([]byte, error) {
 	var buf bytes.Buffer
+	// Most mail fits at once: growing from 512 bytes by doubling
+	// allocated twice the message on the way.
+	buf.Grow(len(prefix) + initialMessageBuf)
 	buf.WriteString(prefix)
 	if _, err := buf.ReadFrom(r); err != nil {
 		var se *smtp.SMTPError
