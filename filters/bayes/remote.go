@@ -33,7 +33,7 @@ type RemoteConfig struct {
 	// TTL is how long a token's counts are reused (default 60s): training
 	// shows in classification after at most this long.
 	TTL time.Duration
-	// MaxEntries bounds the cache (default 500,000 tokens, ~40 MB).
+	// MaxEntries bounds the cache (default 500,000 tokens, about 15 MB).
 	MaxEntries int
 	// HTTP is the client (default: one with a 5s timeout).
 	HTTP   *http.Client
@@ -62,9 +62,13 @@ type Remote struct {
 	skipped    atomic.Uint64
 }
 
+// cached is a cache entry. It holds no pointer (the expiry in unix
+// nanoseconds, not a time.Time with its *Location), so the garbage
+// collector never scans the cache's hundreds of thousands of entries, and
+// an entry takes 16 bytes instead of 32.
 type cached struct {
 	c   Counts
-	exp time.Time
+	exp int64
 }
 
 var _ Model = (*Remote)(nil)
@@ -99,9 +103,10 @@ func (r *Remote) Counts(ctx context.Context, tokens []Token) (Totals, []Counts, 
 	out := make([]Counts, len(tokens))
 	var missIdx []int
 	skipped := 0
+	nowNS := now.UnixNano()
 	r.mu.Lock()
 	for i, t := range tokens {
-		if e, ok := r.cache[t]; ok && now.Before(e.exp) {
+		if e, ok := r.cache[t]; ok && nowNS < e.exp {
 			out[i] = e.c
 			continue
 		}
@@ -198,11 +203,12 @@ func (r *Remote) fetchFilter(ctx context.Context) (*Filter, error) {
 
 func (r *Remote) store(toks []Token, cs []Counts, tot Totals, now time.Time) {
 	exp := now.Add(r.cfg.TTL)
+	nowNS, expNS := now.UnixNano(), exp.UnixNano()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.cache)+len(toks) > r.cfg.MaxEntries {
 		for t, e := range r.cache {
-			if !now.Before(e.exp) {
+			if nowNS >= e.exp {
 				delete(r.cache, t)
 			}
 		}
@@ -211,7 +217,7 @@ func (r *Remote) store(toks []Token, cs []Counts, tot Totals, now time.Time) {
 		}
 	}
 	for i, t := range toks {
-		r.cache[t] = cached{c: cs[i], exp: exp}
+		r.cache[t] = cached{c: cs[i], exp: expNS}
 	}
 	r.tot, r.totExp = tot, exp
 }

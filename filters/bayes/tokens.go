@@ -122,9 +122,8 @@ func words(s string, fn func([]byte)) {
 		if start < 0 {
 			return
 		}
-		w := s[start:end]
+		w := trimPunct(s[start:end])
 		start = -1
-		w = strings.Trim(w, "-'!")
 		switch {
 		case len(w) < 3:
 		case len(w) > 24:
@@ -150,6 +149,19 @@ func words(s string, fn func([]byte)) {
 		i += size
 	}
 	flush(len(s))
+}
+
+// trimPunct is strings.Trim(w, "-'!") without building the cutset's
+// table on every word.
+func trimPunct(w string) string {
+	isPunct := func(c byte) bool { return c == '-' || c == '\'' || c == '!' }
+	for len(w) > 0 && isPunct(w[0]) {
+		w = w[1:]
+	}
+	for len(w) > 0 && isPunct(w[len(w)-1]) {
+		w = w[:len(w)-1]
+	}
+	return w
 }
 
 func appendLower(dst []byte, s string) []byte {
