@@ -15,7 +15,9 @@ type logSince struct {
 // triggers fire only once the log since the last snapshot holds
 // SnapshotStatePercent of the state's size; the copying then costs at
 // most 100/percent times the bytes written, whatever the store's size.
-// The log on disk is bounded the same way, relative to the state.
+// The log on disk is bounded the same way, relative to the state. At 25%
+// the SMTP benchmark's leader still spent 13% of its CPU in snapshots
+// (a 0.4 GB state copied every 18 s); the default is 50%.
 func snapshotDue(c *Config, since logSince, stateBytes int64) bool {
 	if c.SnapshotStatePercent > 0 && since.bytes*100 < stateBytes*int64(c.SnapshotStatePercent) {
 		return false

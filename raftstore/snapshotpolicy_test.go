@@ -36,8 +36,8 @@ func TestSnapshotDue(t *testing.T) {
 }
 
 // TestSnapshotWaitsForTheStateFloor: past the entry trigger, a store takes
-// no snapshot while the log since the last one is under a quarter of the
-// state, and takes one once it is over.
+// no snapshot while the log since the last one is under the default share
+// of the state, and takes one once it is over.
 func TestSnapshotWaitsForTheStateFloor(t *testing.T) {
 	dir, addr := t.TempDir(), freeAddr(t)
 	cfg := testConfig(dir, addr)
@@ -72,22 +72,23 @@ func TestSnapshotWaitsForTheStateFloor(t *testing.T) {
 		}
 		return n
 	}
+	pct := int64(s.cfg.SnapshotStatePercent)
 	since, state := s.fsm.sinceSnapshot(), stateBytes()
-	if since.entries < 10 || since.bytes*4 >= state {
-		t.Fatalf("setup: %d entries, %d log bytes against a %d-byte state; want ≥ 10 entries under a quarter", since.entries, since.bytes, state)
+	if since.entries < 10 || since.bytes*100 >= state*pct {
+		t.Fatalf("setup: %d entries, %d log bytes against a %d-byte state; want ≥ 10 entries under %d%%", since.entries, since.bytes, state, pct)
 	}
 	time.Sleep(30 * cfg.SnapshotInterval)
 	if n := snapshots(); n != 0 {
 		t.Fatalf("%d snapshots with %d log bytes against a %d-byte state", n, since.bytes, state)
 	}
-	// Large bodies until the log holds a quarter of the state.
+	// Large bodies until the log holds that share of the state.
 	for i := 0; ; i++ {
 		since, state := s.fsm.sinceSnapshot(), stateBytes()
-		if since.bytes*4 >= state {
+		if since.bytes*100 >= state*pct {
 			break
 		}
 		if i == 1000 {
-			t.Fatalf("log bytes %d never reached a quarter of the state (%d)", since.bytes, state)
+			t.Fatalf("log bytes %d never reached %d%% of the state (%d)", since.bytes, pct, state)
 		}
 		b := s.Codec().NewBlob(body(fmt.Sprint("large", i), 64<<10), nil)
 		mustApply(t, s, fmt.Sprint("l", i), &command.Deliver{Blob: b, Rcpts: []string{alice}})

@@ -51,7 +51,7 @@ type Config struct {
 	// count trigger (default 4096); SnapshotBytes the log-bytes trigger
 	// (default 256 MiB). Either fires only once the log since the last
 	// snapshot holds SnapshotStatePercent of the state's size (default
-	// 25; negative: no such floor), because a snapshot copies the whole
+	// 50; negative: no such floor), because a snapshot copies the whole
 	// state and its cost grows with the mail store.
 	SnapshotInterval     time.Duration
 	SnapshotThreshold    uint64
@@ -108,7 +108,7 @@ func (c *Config) setDefaults() {
 		c.SnapshotBytes = 256 << 20
 	}
 	if c.SnapshotStatePercent == 0 {
-		c.SnapshotStatePercent = 25
+		c.SnapshotStatePercent = 50
 	}
 	if c.SnapshotRetain == 0 {
 		c.SnapshotRetain = 2
