@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -54,18 +53,10 @@ func hashBytes(h uint64, word []byte) Token {
 // maxTokens bounds the distinct tokens taken from one message.
 const maxTokens = 3000
 
-// tokenSets recycles Tokenize's sets: a message has hundreds of distinct
-// tokens, and a fresh map grew through several sizes for each.
-var tokenSets = sync.Pool{New: func() any { return make(map[Token]struct{}, 512) }}
-
 // Tokenize returns the distinct tokens of a parsed message, sorted (a
 // deterministic order: training commands built from it are stable).
 func Tokenize(t *mimetext.Text) []Token {
-	set := tokenSets.Get().(map[Token]struct{})
-	defer func() {
-		clear(set)
-		tokenSets.Put(set)
-	}()
+	set := make(map[Token]struct{}, 256)
 	add := func(prefix, word string) {
 		if len(set) < maxTokens {
 			set[hashToken(prefix, word)] = struct{}{}
