@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -213,5 +214,31 @@ func TestLostAnswerRetriedOnNewLeaderStoresOnce(t *testing.T) {
 		if got := inboxCount(t, c, i, "alice@example.test"); got != 1 {
 			t.Fatalf("node %d holds %d copies, want exactly 1", i+1, got)
 		}
+	}
+}
+
+// TestCloseCutsSilentConnections: a connection to the API that never sends
+// a request does not outlive Node.Close (net/http's graceful shutdown
+// waits for it; Close then cuts it instead of leaving it open).
+func TestCloseCutsSilentConnections(t *testing.T) {
+	c := clustertest.New(t, 1)
+	c.WaitLeader()
+	conn, err := net.Dial("tcp", c.Config(0).HTTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	time.Sleep(100 * time.Millisecond) // the server has accepted it
+	start := time.Now()
+	c.Stop(0)
+	t.Logf("Close took %v with a silent connection open", time.Since(start).Round(time.Millisecond))
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = conn.Read(make([]byte, 1))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the silent connection is still open after Close")
+	}
+	if err == nil {
+		t.Fatal("read a byte from a connection that sent no request")
 	}
 }

@@ -229,7 +229,12 @@ func (n *Node) Close() error {
 	n.cancel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = n.api.Shutdown(ctx)
+	if err := n.api.Shutdown(ctx); err != nil {
+		// Requests still running after the grace period (or a
+		// connection that never sent one: net/http counts a new,
+		// silent connection as active for 5 s) are cut, not left open.
+		_ = n.api.Close()
+	}
 	err := n.store.Close()
 	n.wg.Wait()
 	n.client.Close()
