@@ -43,15 +43,7 @@ func TestSnapshotWaitsForTheStateFloor(t *testing.T) {
 	cfg := testConfig(dir, addr)
 	cfg.SnapshotThreshold = 10
 	cfg.SnapshotInterval = 10 * time.Millisecond
-	s, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if err := s.Bootstrap(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "leadership", s.IsLeader)
+	s := openStoreConfig(t, cfg)
 	setupAccount(t, s)
 	snapshots := func() int {
 		metas, err := s.snaps.List()

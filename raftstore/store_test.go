@@ -39,7 +39,13 @@ func testConfig(dir, addr string) Config {
 // first AppliedIndex is stable.
 func openStore(t testing.TB, dir, addr string) *Store {
 	t.Helper()
-	s, err := Open(testConfig(dir, addr))
+	return openStoreConfig(t, testConfig(dir, addr))
+}
+
+// openStoreConfig is openStore with a configuration of the caller's.
+func openStoreConfig(t testing.TB, cfg Config) *Store {
+	t.Helper()
+	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
