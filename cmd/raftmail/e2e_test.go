@@ -173,7 +173,11 @@ func TestFollowerCatchesUpFromSnapshot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10,000 deliveries")
 	}
-	pc := startProcCluster(t, 3, "--trailing-logs", "100", "--snapshot-threshold", "500", "--snapshot-interval", "1s")
+	// The entry trigger alone (no floor relative to the state's size):
+	// this test is about catching up, TestSnapshotWaitsForTheStateFloor
+	// about the floor.
+	pc := startProcCluster(t, 3, "--trailing-logs", "100", "--snapshot-threshold", "500", "--snapshot-interval", "1s",
+		"--snapshot-state-percent", "-1")
 	setupAccounts(pc)
 	li := pc.leader()
 	f := (li + 1) % 3
