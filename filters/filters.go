@@ -218,10 +218,9 @@ func ReadBody(b Body) ([]byte, error) {
 type Message struct {
 	From  string
 	Rcpts []string
-	// Header is the parsed top-level header, if the caller has it; else
-	// TopHeader parses it from Body when a check first asks.
-	Header textproto.MIMEHeader
-	Body   Body
+	// Body is the whole message; TopHeader parses its header when a
+	// check first asks.
+	Body Body
 
 	memo sync.Map // key → *memoEntry, see Memo
 }
@@ -244,12 +243,10 @@ func (m *Message) Memo(key any, fn func() (any, error)) (any, error) {
 
 type headerKey struct{}
 
-// TopHeader returns the top-level header: Header when set, else parsed
-// from Body once per message (nil if it does not parse).
+// TopHeader returns the top-level header, parsed from Body once per
+// message (nil if it does not parse). Checks share the result: they must
+// not modify it.
 func (m *Message) TopHeader() textproto.MIMEHeader {
-	if m.Header != nil {
-		return m.Header
-	}
 	v, _ := m.Memo(headerKey{}, func() (any, error) {
 		raw, err := ReadBody(m.Body)
 		if err != nil {

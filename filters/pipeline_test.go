@@ -290,13 +290,9 @@ func TestTopHeader(t *testing.T) {
 	if got := h.Get("From"); got != "a@example.org" {
 		t.Fatalf("From %q", got)
 	}
-	h.Set("X-Seen", "1")
-	if m.TopHeader().Get("X-Seen") != "1" {
+	h.Set("X-Probe", "1") // a second parse would not have it
+	if m.TopHeader().Get("X-Probe") != "1" {
 		t.Fatal("header parsed twice")
-	}
-	set := &filters.Message{Header: map[string][]string{"From": {"b@example.org"}}, Body: filters.BytesBody("From: a@example.org\r\n\r\n")}
-	if got := set.TopHeader().Get("From"); got != "b@example.org" {
-		t.Fatalf("caller's header ignored: From %q", got)
 	}
 	bad := &filters.Message{Body: filters.BytesBody("\x00\x01 not a header\r\n")}
 	if h := bad.TopHeader(); h != nil {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/raftmail/raftmail/filters"
 	"github.com/raftmail/raftmail/filters/auth"
-	"github.com/raftmail/raftmail/filters/mimetext"
 	"github.com/raftmail/raftmail/filters/resolver"
 	"github.com/raftmail/raftmail/filters/resolver/dnstest"
 )
@@ -60,8 +59,7 @@ func run(t *testing.T, ck *auth.Check, mailFrom string, raw []byte) filters.Verd
 	if v := s.Mail(context.Background(), filters.Mail{From: mailFrom}); v.Action != filters.Accept {
 		return v
 	}
-	txt := mimetext.Parse(raw, mimetext.Limits{})
-	return s.Data(context.Background(), &filters.Message{From: mailFrom, Header: txt.Header, Body: filters.BytesBody(raw)})
+	return s.Data(context.Background(), &filters.Message{From: mailFrom, Body: filters.BytesBody(raw)})
 }
 
 func ar(v filters.Verdict) string {

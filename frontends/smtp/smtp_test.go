@@ -532,7 +532,7 @@ func (subjectCheck) NewState(context.Context, *filters.ConnInfo) (filters.State,
 type subjectState struct{ filters.NopState }
 
 func (subjectState) Body(_ context.Context, m *filters.Message) filters.Verdict {
-	s := m.Header.Get("Subject")
+	s := m.TopHeader().Get("Subject")
 	switch {
 	case strings.Contains(s, "SPAM"):
 		return filters.Verdict{Action: filters.Tag, Headers: []filters.Header{{Key: "X-Test-Spam", Value: "yes"}}}
