@@ -27,23 +27,33 @@ const (
 )
 
 func hashToken(prefix, word string) Token {
-	return hashBytes(hashPrefix(prefix), []byte(word))
+	return hashString(hashPrefix(prefix), word)
 }
 
 // hashPrefix is the FNV-1a state after "prefix:".
 func hashPrefix(prefix string) uint64 {
-	h := uint64(fnvOffset)
-	for i := 0; i < len(prefix); i++ {
-		h ^= uint64(prefix[i])
-		h *= fnvPrime
-	}
+	h := uint64(hashString(fnvOffset, prefix))
 	h ^= ':'
 	h *= fnvPrime
 	return h
 }
 
-func hashBytes(h uint64, word []byte) Token {
-	for _, c := range word {
+func hashString(h uint64, s string) Token {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return Token(h)
+}
+
+// hashLower hashes s lower-cased (ASCII letters only, like the words
+// themselves), without building the lower-cased copy.
+func hashLower(h uint64, s string) Token {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
 		h ^= uint64(c)
 		h *= fnvPrime
 	}
@@ -54,23 +64,18 @@ func hashBytes(h uint64, word []byte) Token {
 const maxTokens = 3000
 
 // Tokenize returns the distinct tokens of a parsed message, sorted (a
-// deterministic order: training commands built from it are stable).
+// deterministic order: training commands built from it are stable): the
+// first maxTokens distinct ones in the order below.
 func Tokenize(t *mimetext.Text) []Token {
-	set := make(map[Token]struct{}, 256)
-	add := func(prefix, word string) {
-		if len(set) < maxTokens {
-			set[hashToken(prefix, word)] = struct{}{}
-		}
-	}
-	addw := func(prefix string) func([]byte) {
-		hp := hashPrefix(prefix)
-		return func(w []byte) {
-			if len(set) < maxTokens {
-				set[hashBytes(hp, w)] = struct{}{}
-			}
-		}
-	}
-	words(t.Subject, addw("s"))
+	return distinctTokens(rawTokens(t))
+}
+
+// rawTokens hashes every token of a message in order, repeats included.
+func rawTokens(t *mimetext.Text) []Token {
+	raw := make([]Token, 0, 1024)
+	emit := func(tok Token) { raw = append(raw, tok) }
+	add := func(prefix, word string) { emit(hashToken(prefix, word)) }
+	words(t.Subject, hashPrefix("s"), emit)
 	// Every header field: its name, and the words of its value under the
 	// name (Received hosts, List-Id, X-Mailer… separate ham from spam as
 	// well as the body does). Date and Subject are handled apart.
@@ -84,15 +89,15 @@ func Tokenize(t *mimetext.Text) []Token {
 			continue
 		}
 		add("hn", k)
-		fn := addw(k)
+		hk := hashPrefix(k)
 		for _, v := range t.Header[k] {
-			words(v, fn)
+			words(v, hk, emit)
 		}
 	}
-	body := addw("")
+	body := hashPrefix("")
 	for _, p := range t.Parts {
 		add("ct", p.Type)
-		words(p.Text, body)
+		words(p.Text, body, emit)
 	}
 	for _, u := range t.URLs {
 		add("url", urlHost(u))
@@ -103,7 +108,29 @@ func Tokenize(t *mimetext.Text) []Token {
 	if t.Malformed {
 		add("mime", "malformed")
 	}
-	out := make([]Token, 0, len(set))
+	return raw
+}
+
+// distinctTokens returns the first maxTokens distinct tokens of raw, in
+// ascending order. Sorting a copy and dropping repeats is the usual path
+// (measured: cheaper than a set, which cost a map growing through several
+// sizes per message); only a message over the cap replays raw's order
+// through a set to keep exactly its first maxTokens.
+func distinctTokens(raw []Token) []Token {
+	out := slices.Clone(raw)
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) <= maxTokens {
+		return out
+	}
+	set := make(map[Token]struct{}, maxTokens)
+	for _, tok := range raw {
+		if len(set) == maxTokens {
+			break
+		}
+		set[tok] = struct{}{}
+	}
+	out = out[:0]
 	for tok := range set {
 		out = append(out, tok)
 	}
@@ -111,13 +138,21 @@ func Tokenize(t *mimetext.Text) []Token {
 	return out
 }
 
-// words calls fn for each word of s: runs of letters, digits, '$', '-',
-// '\” and '!' of 3 to 24 bytes, lower-cased; longer runs become a
-// "skip" token of their length class (Graham; SpamBayes).
-func words(s string, fn func([]byte)) {
+// wordByte marks the ASCII bytes words are made of.
+var wordByte = func() (t [utf8.RuneSelf]bool) {
+	for c := range utf8.RuneSelf {
+		r := rune(c)
+		t[c] = unicode.IsLetter(r) || unicode.IsDigit(r) || r == '$' || r == '-' || r == '\'' || r == '!'
+	}
+	return t
+}()
+
+// words emits the token (under the prefix state hp) of each word of s:
+// runs of letters, digits, '$', '-', '\” and '!' of 3 to 24 bytes,
+// lower-cased; longer runs become a "skip" token of their length class
+// (Graham; SpamBayes).
+func words(s string, hp uint64, emit func(Token)) {
 	start := -1
-	var arr [32]byte
-	buf := arr[:0]
 	flush := func(end int) {
 		if start < 0 {
 			return
@@ -127,19 +162,28 @@ func words(s string, fn func([]byte)) {
 		switch {
 		case len(w) < 3:
 		case len(w) > 24:
-			buf = append(append(buf[:0], "skip"...), byte('a'+min(len(w)/10, 25)))
-			fn(buf)
+			h := uint64(hashString(hp, "skip"))
+			h ^= uint64('a' + min(len(w)/10, 25))
+			h *= fnvPrime
+			emit(Token(h))
 		default:
-			buf = appendLower(buf[:0], w)
-			fn(buf)
+			emit(hashLower(hp, w))
 		}
 	}
 	for i := 0; i < len(s); {
-		r, size := rune(s[i]), 1
-		if r >= utf8.RuneSelf {
-			r, size = utf8.DecodeRuneInString(s[i:])
+		if c := s[i]; c < utf8.RuneSelf {
+			if wordByte[c] {
+				if start < 0 {
+					start = i
+				}
+			} else {
+				flush(i)
+			}
+			i++
+			continue
 		}
-		if unicode.IsLetter(r) || unicode.IsDigit(r) || r == '$' || r == '-' || r == '\'' || r == '!' {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
 			if start < 0 {
 				start = i
 			}
@@ -162,17 +206,6 @@ func trimPunct(w string) string {
 		w = w[:len(w)-1]
 	}
 	return w
-}
-
-func appendLower(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		dst = append(dst, c)
-	}
-	return dst
 }
 
 func urlHost(u string) string {
