@@ -32,8 +32,12 @@ type fsm struct {
 	applied     uint64
 	appliedCond chan struct{} // closed and replaced on every advance
 
+	// What the snapshot policy needs (snapshotpolicy.go): the applied
+	// index of the newest snapshot written or restored, and the entries
+	// this process applied with their bytes, for the average entry size.
 	sinceMu   sync.Mutex
-	sinceSnap logSince // applied since the last snapshot or restore
+	snapIndex uint64
+	seen      logSince
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -214,8 +218,8 @@ func (f *fsm) applyChunk(logs []*raft.Log, results []interface{}) {
 		f.fatalf("apply entries %d..%d: %v", logs[0].Index, last.Index, err)
 	}
 	f.sinceMu.Lock()
-	f.sinceSnap.entries += int64(len(logs))
-	f.sinceSnap.bytes += bytesIn
+	f.seen.entries += int64(len(logs))
+	f.seen.bytes += bytesIn
 	f.sinceMu.Unlock()
 	f.setApplied(last.Index)
 	f.feed.publish(changes)
@@ -246,16 +250,31 @@ func (f *fsm) appliedIndex() (uint64, <-chan struct{}) {
 	return f.applied, f.appliedCond
 }
 
-func (f *fsm) resetSinceSnapshot() {
+// setSnapIndex records the applied index of a snapshot just written or
+// restored (or the newest one on disk, at open).
+func (f *fsm) setSnapIndex(idx uint64) {
 	f.sinceMu.Lock()
-	f.sinceSnap = logSince{}
+	f.snapIndex = idx
 	f.sinceMu.Unlock()
 }
 
-func (f *fsm) sinceSnapshot() logSince {
+// sinceSnapshot is the log applied since the newest snapshot: entries from
+// the applied indexes, which survive a restart (a count kept in memory
+// would start again at zero, and a node restarted often would never
+// compact its log); bytes estimated from the average entry size seen by
+// this process (ok is false until it has applied something).
+func (f *fsm) sinceSnapshot() (since logSince, ok bool) {
+	applied, _ := f.appliedIndex()
 	f.sinceMu.Lock()
 	defer f.sinceMu.Unlock()
-	return f.sinceSnap
+	if applied > f.snapIndex {
+		since.entries = int64(applied - f.snapIndex)
+	}
+	if f.seen.entries == 0 {
+		return since, false
+	}
+	since.bytes = since.entries * (f.seen.bytes / f.seen.entries)
+	return since, true
 }
 
 // stateBytes is the size of the state file's pages: what a snapshot

@@ -18,8 +18,9 @@ import (
 // pages and the metadata.
 
 type fsmSnapshot struct {
-	f  *fsm
-	tx *bolt.Tx
+	f     *fsm
+	tx    *bolt.Tx
+	index uint64 // the applied index the snapshot holds
 }
 
 // Snapshot opens a read transaction and returns at once; Persist streams it
@@ -31,8 +32,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		f.mu.RUnlock()
 		return nil, fmt.Errorf("snapshot: begin read tx: %w", err)
 	}
-	f.resetSinceSnapshot()
-	return &fsmSnapshot{f: f, tx: tx}, nil
+	return &fsmSnapshot{f: f, tx: tx, index: getU64(tx.Bucket(bMeta), kAppliedIndex)}, nil
 }
 
 // Persist writes the zstd-compressed bbolt copy to the sink.
@@ -56,7 +56,11 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		sink.Cancel()
 		return fmt.Errorf("snapshot persist: %w", err)
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	s.f.setSnapIndex(s.index)
+	return nil
 }
 
 // Release ends the read transaction.
@@ -97,7 +101,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore: reopen: %w", err)
 	}
 	f.resetApplied(idx)
-	f.resetSinceSnapshot()
+	f.setSnapIndex(idx)
 	f.logger.Info("state restored from snapshot", "raft_index", idx)
 	f.feed.publish([]Change{StateReset{}})
 	return nil

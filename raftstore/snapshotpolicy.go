@@ -2,7 +2,7 @@ package raftstore
 
 import "time"
 
-// logSince is what the FSM applied since the last snapshot (or restore).
+// logSince counts log entries and their bytes.
 type logSince struct {
 	entries int64
 	bytes   int64
@@ -37,8 +37,8 @@ func (s *Store) snapshotWhenDue() {
 			return
 		case <-t.C:
 		}
-		since := s.fsm.sinceSnapshot()
-		if since.entries == 0 {
+		since, ok := s.fsm.sinceSnapshot()
+		if !ok || since.entries == 0 {
 			continue
 		}
 		size, err := s.fsm.stateBytes()
@@ -49,7 +49,7 @@ func (s *Store) snapshotWhenDue() {
 		if !snapshotDue(&s.cfg, since, size) {
 			continue
 		}
-		s.logger.Info("snapshotting", "entries_since", since.entries, "bytes_since", since.bytes, "state_bytes", size)
+		s.logger.Info("snapshotting", "entries_since", since.entries, "bytes_since_estimate", since.bytes, "state_bytes", size)
 		if err := s.Snapshot(); err != nil {
 			s.logger.Warn("snapshot failed", "err", err)
 		}

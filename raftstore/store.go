@@ -217,6 +217,9 @@ func (s *Store) openStores() error {
 	if err != nil {
 		return err
 	}
+	if metas, err := s.snaps.List(); err == nil && len(metas) > 0 {
+		s.fsm.setSnapIndex(metas[0].Index)
+	}
 	if s.cfg.StateSyncPerBatch {
 		// Whatever an earlier no-sync run left in the page cache goes to
 		// disk before the marker promises a consistent file.
