@@ -43,12 +43,16 @@ type commitClampPreVote struct {
 	pv raft.WithPreVote
 }
 
+// RequestPreVote is the wrapped transport's, retried like RequestVote
+// (voteretry.go).
 func (c commitClampPreVote) RequestPreVote(id raft.ServerID, target raft.ServerAddress,
 	args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
-	return c.pv.RequestPreVote(id, target, args, resp)
+	return retryStale(func() error { return c.pv.RequestPreVote(id, target, args, resp) })
 }
 
-// clampCommits wraps t; the result is what raft must be given. stop ends
+// clampCommits wraps t; the result is what raft must be given. The same
+// wrapper retries votes that meet a stale pooled connection
+// (voteretry.go). stop ends
 // the forwarding without closing t, for when raft is not started after all.
 func clampCommits(t raft.Transport) (wrapped raft.Transport, stop func()) {
 	c := &commitClamp{Transport: t, ch: make(chan raft.RPC), stop: make(chan struct{})}
