@@ -163,7 +163,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 
 func (f *fsm) applyChunk(logs []*raft.Log, results []interface{}) {
 	var changes []Change
-	var bytesIn int64
+	var entriesIn, bytesIn int64 // new to this state file
 	last := logs[len(logs)-1]
 	f.mu.RLock()
 	err := f.db.Update(func(tx *bolt.Tx) (err error) {
@@ -179,7 +179,12 @@ func (f *fsm) applyChunk(logs []*raft.Log, results []interface{}) {
 		meta := tx.Bucket(bMeta)
 		applied := getU64(meta, kAppliedIndex)
 		for i, l := range logs {
-			if l.Index <= applied || l.Type != raft.LogCommand {
+			if l.Index <= applied {
+				continue // a replay after a restart: applied already
+			}
+			entriesIn++
+			bytesIn += int64(len(l.Data))
+			if l.Type != raft.LogCommand {
 				continue
 			}
 			c, derr := command.Unmarshal(l.Data)
@@ -203,7 +208,6 @@ func (f *fsm) applyChunk(logs []*raft.Log, results []interface{}) {
 			res.Index = l.Index
 			results[i] = res
 			changes = append(changes, t.changes...)
-			bytesIn += int64(len(l.Data))
 		}
 		if last.Index > applied {
 			if err := meta.Put(kAppliedIndex, u64(last.Index)); err != nil {
@@ -218,7 +222,7 @@ func (f *fsm) applyChunk(logs []*raft.Log, results []interface{}) {
 		f.fatalf("apply entries %d..%d: %v", logs[0].Index, last.Index, err)
 	}
 	f.sinceMu.Lock()
-	f.seen.entries += int64(len(logs))
+	f.seen.entries += entriesIn
 	f.seen.bytes += bytesIn
 	f.sinceMu.Unlock()
 	f.setApplied(last.Index)
