@@ -33,10 +33,12 @@ type fsm struct {
 	appliedCond chan struct{} // closed and replaced on every advance
 
 	// What the snapshot policy needs (snapshotpolicy.go): the applied
-	// index of the newest snapshot written or restored, and the entries
-	// this process applied with their bytes, for the average entry size.
+	// index of the newest snapshot written or restored and the size of
+	// the state it copied, and the entries this process applied with
+	// their bytes, for the average entry size.
 	sinceMu   sync.Mutex
 	snapIndex uint64
+	snapSize  int64
 	seen      logSince
 }
 
@@ -254,12 +256,21 @@ func (f *fsm) appliedIndex() (uint64, <-chan struct{}) {
 	return f.applied, f.appliedCond
 }
 
-// setSnapIndex records the applied index of a snapshot just written or
-// restored (or the newest one on disk, at open).
-func (f *fsm) setSnapIndex(idx uint64) {
+// setSnap records the applied index of a snapshot just written or
+// restored (or the newest one on disk, at open) and the size of the state
+// it copied.
+func (f *fsm) setSnap(idx uint64, size int64) {
 	f.sinceMu.Lock()
-	f.snapIndex = idx
+	f.snapIndex, f.snapSize = idx, size
 	f.sinceMu.Unlock()
+}
+
+// lastSnapSize is the size of the state the newest snapshot copied (0:
+// none yet).
+func (f *fsm) lastSnapSize() int64 {
+	f.sinceMu.Lock()
+	defer f.sinceMu.Unlock()
+	return f.snapSize
 }
 
 // sinceSnapshot is the log applied since the newest snapshot: entries from

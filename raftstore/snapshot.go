@@ -59,7 +59,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	if err := sink.Close(); err != nil {
 		return err
 	}
-	s.f.setSnapIndex(s.index)
+	s.f.setSnap(s.index, s.tx.Size())
 	return nil
 }
 
@@ -101,7 +101,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore: reopen: %w", err)
 	}
 	f.resetApplied(idx)
-	f.setSnapIndex(idx)
+	if size, err := f.stateBytes(); err == nil {
+		f.setSnap(idx, size)
+	}
 	f.logger.Info("state restored from snapshot", "raft_index", idx)
 	f.feed.publish([]Change{StateReset{}})
 	return nil

@@ -22,22 +22,23 @@ func TestSnapshotDue(t *testing.T) {
 		{"below both triggers", c, 99, 999, 0, false},
 		{"entry trigger, small state", c, 100, 10, 40, true},
 		{"byte trigger, small state", c, 1, 1000, 4000, true},
-		{"entry trigger, log under a quarter of the state", c, 100, 10, 41, false},
-		{"byte trigger, log under a quarter of the state", c, 5000, 1000, 4001, false},
-		{"log reached a quarter of a large state", c, 5000, 250_000, 1_000_000, true},
+		{"entry trigger, log under a quarter of the last snapshot", c, 100, 10, 41, false},
+		{"byte trigger, log under a quarter of the last snapshot", c, 5000, 1000, 4001, false},
+		{"log reached a quarter of a large snapshot", c, 5000, 250_000, 1_000_000, true},
+		{"no snapshot yet: the triggers alone", c, 100, 10, 0, true},
 		{"floor off: entry trigger alone", off, 100, 10, 1 << 40, true},
 		{"floor off: below both triggers", off, 99, 999, 0, false},
 	} {
 		got := snapshotDue(&tc.c, logSince{entries: tc.entries, bytes: tc.bytes}, tc.state)
 		if got != tc.want {
-			t.Errorf("%s: snapshotDue(%d entries, %d bytes, state %d) = %v, want %v", tc.name, tc.entries, tc.bytes, tc.state, got, tc.want)
+			t.Errorf("%s: snapshotDue(%d entries, %d bytes, last snapshot %d) = %v, want %v", tc.name, tc.entries, tc.bytes, tc.state, got, tc.want)
 		}
 	}
 }
 
 // TestSnapshotWaitsForTheStateFloor: past the entry trigger, a store takes
 // no snapshot while the log since the last one is under the default share
-// of the state, and takes one once it is over.
+// of the state that snapshot copied, and takes one once it is over.
 func TestSnapshotWaitsForTheStateFloor(t *testing.T) {
 	dir, addr := t.TempDir(), freeAddr(t)
 	cfg := testConfig(dir, addr)
@@ -45,53 +46,50 @@ func TestSnapshotWaitsForTheStateFloor(t *testing.T) {
 	cfg.SnapshotInterval = 10 * time.Millisecond
 	s := openStoreConfig(t, cfg)
 	setupAccount(t, s)
-	snapshots := func() int {
-		metas, err := s.snaps.List()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(metas)
+	deliverN(t, s, 0, 20)
+	if err := s.Snapshot(); err != nil { // the floor's reference
+		t.Fatal(err)
 	}
+	newest := func() uint64 { // the index of the newest snapshot (two are kept)
+		metas, err := s.snaps.List()
+		if err != nil || len(metas) == 0 {
+			t.Fatalf("snapshots: %v, %d", err, len(metas))
+		}
+		return metas[0].Index
+	}
+	first := newest()
+	sinceSnapshot := func() logSince {
+		v, _ := s.fsm.sinceSnapshot()
+		return v
+	}
+	pct, ref := int64(s.cfg.SnapshotStatePercent), s.fsm.lastSnapSize()
 	// Small deliveries: past the entry trigger, far under the floor.
 	for i := 0; i < 12; i++ {
 		b := s.Codec().NewBlob(body(fmt.Sprint("small", i), 200), nil)
 		mustApply(t, s, fmt.Sprint("s", i), &command.Deliver{Blob: b, Rcpts: []string{alice}})
 	}
-	stateBytes := func() int64 {
-		n, err := s.fsm.stateBytes()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	sinceSnapshot := func() logSince {
-		v, _ := s.fsm.sinceSnapshot()
-		return v
-	}
-	pct := int64(s.cfg.SnapshotStatePercent)
-	since, state := sinceSnapshot(), stateBytes()
-	if since.entries < 10 || since.bytes*100 >= state*pct {
-		t.Fatalf("setup: %d entries, %d log bytes against a %d-byte state; want ≥ 10 entries under %d%%", since.entries, since.bytes, state, pct)
+	since := sinceSnapshot()
+	if ref <= 0 || since.entries < 10 || since.bytes*100 >= ref*pct {
+		t.Fatalf("setup: %d entries, %d log bytes against a %d-byte snapshot; want ≥ 10 entries under %d%%", since.entries, since.bytes, ref, pct)
 	}
 	time.Sleep(30 * cfg.SnapshotInterval)
-	if n := snapshots(); n != 0 {
-		t.Fatalf("%d snapshots with %d log bytes against a %d-byte state", n, since.bytes, state)
+	if newest() != first {
+		t.Fatalf("a snapshot with %d log bytes against a %d-byte snapshot", since.bytes, ref)
 	}
-	// Large bodies until the log holds that share of the state.
-	for i := 0; ; i++ {
-		since, state := sinceSnapshot(), stateBytes()
-		if since.bytes*100 >= state*pct {
-			break
-		}
+	// Large bodies until the log holds that share of the snapshot.
+	for i := 0; sinceSnapshot().bytes*100 < ref*pct; i++ {
 		if i == 1000 {
-			t.Fatalf("log bytes %d never reached %d%% of the state (%d)", since.bytes, pct, state)
+			t.Fatalf("log bytes %d never reached %d%% of the snapshot (%d)", sinceSnapshot().bytes, pct, ref)
 		}
 		b := s.Codec().NewBlob(body(fmt.Sprint("large", i), 64<<10), nil)
 		mustApply(t, s, fmt.Sprint("l", i), &command.Deliver{Blob: b, Rcpts: []string{alice}})
 	}
-	waitFor(t, 10*time.Second, "a snapshot once the floor is reached", func() bool { return snapshots() > 0 })
+	waitFor(t, 10*time.Second, "a snapshot once the floor is reached", func() bool { return newest() > first })
 	if got := sinceSnapshot(); got.entries != 0 {
 		t.Fatalf("after the snapshot %d entries still count as unsnapshotted", got.entries)
+	}
+	if s.fsm.lastSnapSize() <= ref {
+		t.Fatalf("the floor's reference did not move to the new snapshot's state (%d, was %d)", s.fsm.lastSnapSize(), ref)
 	}
 }
 

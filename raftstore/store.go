@@ -50,7 +50,7 @@ type Config struct {
 	// triggers are checked (default 1s); SnapshotThreshold the entry
 	// count trigger (default 4096); SnapshotBytes the log-bytes trigger
 	// (default 256 MiB). Either fires only once the log since the last
-	// snapshot holds SnapshotStatePercent of the state's size (default
+	// snapshot holds SnapshotStatePercent of the state it copied (default
 	// 50; negative: no such floor), because a snapshot copies the whole
 	// state and its cost grows with the mail store.
 	SnapshotInterval     time.Duration
@@ -218,7 +218,9 @@ func (s *Store) openStores() error {
 		return err
 	}
 	if metas, err := s.snaps.List(); err == nil && len(metas) > 0 {
-		s.fsm.setSnapIndex(metas[0].Index)
+		// The compressed size: smaller than the state it copied, so at
+		// worst the first snapshot after a restart comes early.
+		s.fsm.setSnap(metas[0].Index, metas[0].Size)
 	}
 	if s.cfg.StateSyncPerBatch {
 		// Whatever an earlier no-sync run left in the page cache goes to

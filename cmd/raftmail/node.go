@@ -65,7 +65,7 @@ func parseNodeFlags(args []string) (*nodeFlags, error) {
 	fs.Uint64Var(&f.cfg.Store.SnapshotThreshold, "snapshot-threshold", 0, "raft entries between snapshots (default 4096)")
 	fs.DurationVar(&f.cfg.Store.SnapshotInterval, "snapshot-interval", 0, "how often snapshot triggers are checked (default 1s)")
 	fs.Int64Var(&f.cfg.Store.SnapshotBytes, "snapshot-bytes", 0, "log bytes between snapshots (default 256 MiB)")
-	fs.IntVar(&f.cfg.Store.SnapshotStatePercent, "snapshot-state-percent", 0, "no snapshot before the log since the last one holds this percentage of the state's size (default 50; -1: off)")
+	fs.IntVar(&f.cfg.Store.SnapshotStatePercent, "snapshot-state-percent", 0, "no snapshot before the log since the last one holds this percentage of the state it copied (default 50; -1: off)")
 	fs.DurationVar(&f.cfg.Store.HeartbeatTimeout, "heartbeat-timeout", 0, "raft heartbeat timeout (default 1s)")
 	fs.DurationVar(&f.cfg.Store.ElectionTimeout, "election-timeout", 0, "raft election timeout (default 1s)")
 	fs.DurationVar(&f.cfg.Store.LeaderLease, "leader-lease", 0, "raft leader lease (default 500ms)")
