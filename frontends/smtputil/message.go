@@ -23,8 +23,9 @@ const initialMessageBuf = 12 << 10
 // apply to the body alone.
 func ReadMessage(r io.Reader, prefix string) ([]byte, error) {
 	var buf bytes.Buffer
-	// Most mail fits at once: growing from 512 bytes by doubling
-	// allocated twice the message on the way.
+	// Most mail fits at once. Grown from 512 bytes by doubling, a corpus
+	// message took 5 allocations and copies instead of 2 and 20-30% longer
+	// to read, for about the same bytes (BenchmarkReadMessageCorpus).
 	buf.Grow(len(prefix) + initialMessageBuf)
 	buf.WriteString(prefix)
 	if _, err := buf.ReadFrom(r); err != nil {

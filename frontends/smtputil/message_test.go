@@ -1,7 +1,10 @@
 package smtputil
 
 import (
+	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -48,5 +51,29 @@ func TestReadMessagePrefix(t *testing.T) {
 	// The checks look at the body only: a prefix does not hide a missing header.
 	if _, err := ReadMessage(strings.NewReader("no colon here\r\n"), "Return-Path: <a@b>\r\n"); err == nil {
 		t.Fatal("a headerless body passed because of the prefix")
+	}
+}
+
+// BenchmarkReadMessageCorpus reads real mail (CRLF) as DATA would.
+func BenchmarkReadMessageCorpus(b *testing.B) {
+	names, _ := filepath.Glob(filepath.Join("..", "..", "..", "shared", "corpus", "*", "*.eml"))
+	if len(names) == 0 {
+		b.Skip("no corpus")
+	}
+	var msgs [][]byte
+	for _, n := range names[:min(len(names), 500)] {
+		raw, err := os.ReadFile(n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lf := bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
+		msgs = append(msgs, bytes.ReplaceAll(lf, []byte("\n"), []byte("\r\n")))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := ReadMessage(bytes.NewReader(msgs[i%len(msgs)]), ""); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
