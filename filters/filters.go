@@ -7,14 +7,12 @@
 package filters
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net/netip"
-	"net/textproto"
 	"sync"
 )
 
@@ -218,8 +216,8 @@ func ReadBody(b Body) ([]byte, error) {
 type Message struct {
 	From  string
 	Rcpts []string
-	// Body is the whole message; TopHeader parses its header when a
-	// check first asks.
+	// Body is the whole message (header and body); mimetext.FromMessage
+	// parses it once for every check that reads it.
 	Body Body
 
 	memo sync.Map // key → *memoEntry, see Memo
@@ -239,26 +237,6 @@ func (m *Message) Memo(key any, fn func() (any, error)) (any, error) {
 	me := e.(*memoEntry)
 	me.once.Do(func() { me.v, me.err = fn() })
 	return me.v, me.err
-}
-
-type headerKey struct{}
-
-// TopHeader returns the top-level header, parsed from Body once per
-// message (nil if it does not parse). Checks share the result: they must
-// not modify it.
-func (m *Message) TopHeader() textproto.MIMEHeader {
-	v, _ := m.Memo(headerKey{}, func() (any, error) {
-		raw, err := ReadBody(m.Body)
-		if err != nil {
-			return textproto.MIMEHeader(nil), err
-		}
-		h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(raw))).ReadMIMEHeader()
-		if err != nil && len(h) == 0 {
-			return textproto.MIMEHeader(nil), nil
-		}
-		return h, nil
-	})
-	return v.(textproto.MIMEHeader)
 }
 
 // Check is one filter. NewState is called once per connection, before

@@ -281,21 +281,3 @@ func TestCheaps(t *testing.T) {
 		}
 	})
 }
-
-// TestTopHeader: the header is parsed from the body when the caller set
-// none, once per message, and a header that does not parse is nil.
-func TestTopHeader(t *testing.T) {
-	m := &filters.Message{Body: filters.BytesBody("From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n")}
-	h := m.TopHeader()
-	if got := h.Get("From"); got != "a@example.org" {
-		t.Fatalf("From %q", got)
-	}
-	h.Set("X-Probe", "1") // a second parse would not have it
-	if m.TopHeader().Get("X-Probe") != "1" {
-		t.Fatal("header parsed twice")
-	}
-	bad := &filters.Message{Body: filters.BytesBody("\x00\x01 not a header\r\n")}
-	if h := bad.TopHeader(); h != nil {
-		t.Fatalf("malformed header parsed as %v", h)
-	}
-}

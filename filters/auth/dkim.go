@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-msgauth/dmarc"
 
 	"github.com/raftmail/raftmail/filters"
+	"github.com/raftmail/raftmail/filters/mimetext"
 )
 
 type dkimResult struct {
@@ -65,8 +66,10 @@ type dmarcResult struct {
 // last two labels (no public suffix list: a known simplification).
 func (s *state) evalDMARC(ctx context.Context, m *filters.Message, dkims []dkimResult) dmarcResult {
 	var from string
-	if h := m.TopHeader(); h != nil {
-		if addrs, err := mail.ParseAddressList(h.Get("From")); err == nil && len(addrs) == 1 {
+	// The header as the content checks parsed it (once per message,
+	// shared with rules and Bayes).
+	if txt, err := mimetext.FromMessage(m); err == nil {
+		if addrs, err := mail.ParseAddressList(txt.Header.Get("From")); err == nil && len(addrs) == 1 {
 			from = domainOf(addrs[0].Address)
 		}
 	}

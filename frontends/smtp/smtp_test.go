@@ -16,6 +16,7 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/raftmail/raftmail/filters"
+	"github.com/raftmail/raftmail/filters/mimetext"
 	"github.com/raftmail/raftmail/frontends/smtp"
 )
 
@@ -532,7 +533,11 @@ func (subjectCheck) NewState(context.Context, *filters.ConnInfo) (filters.State,
 type subjectState struct{ filters.NopState }
 
 func (subjectState) Body(_ context.Context, m *filters.Message) filters.Verdict {
-	s := m.TopHeader().Get("Subject")
+	txt, err := mimetext.FromMessage(m)
+	if err != nil {
+		return filters.Failure(err)
+	}
+	s := txt.Header.Get("Subject")
 	switch {
 	case strings.Contains(s, "SPAM"):
 		return filters.Verdict{Action: filters.Tag, Headers: []filters.Header{{Key: "X-Test-Spam", Value: "yes"}}}
