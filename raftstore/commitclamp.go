@@ -20,56 +20,56 @@ import (
 // six of its own unreplicated entries; six acknowledged messages were then
 // missing on that node and its digest differed from the other two.
 //
-// commitClamp mends it from outside the library, on the receiving side of
-// the transport: before raft sees an AppendEntries request, its
+// guardedTransport mends it from outside the library, on the receiving
+// side of the transport: before raft sees an AppendEntries request, its
 // LeaderCommitIndex is lowered to the last index the request verifies
 // (PrevLogEntry plus its entries). Lowering it is always safe (a follower
 // only learns of commits later) and costs no liveness: the leader's
 // requests reach its last index every CommitTimeout, so a follower's commit
 // index still catches up at once. Heartbeats (the transport's fast path)
 // carry no commit index and are untouched.
-type commitClamp struct {
+type guardedTransport struct {
 	raft.Transport
 	ch       chan raft.RPC
 	stop     chan struct{}
 	stopOnce sync.Once
 }
 
-// commitClampPreVote is commitClamp over a transport that supports
+// guardedPreVote is guardedTransport over a transport that supports
 // pre-vote: raft enables pre-vote by a type assertion on its transport, so
 // the wrapper must offer exactly what the wrapped transport offers.
-type commitClampPreVote struct {
-	*commitClamp
+type guardedPreVote struct {
+	*guardedTransport
 	pv raft.WithPreVote
 }
 
 // RequestPreVote is the wrapped transport's, retried like RequestVote
 // (voteretry.go).
-func (c commitClampPreVote) RequestPreVote(id raft.ServerID, target raft.ServerAddress,
+func (c guardedPreVote) RequestPreVote(id raft.ServerID, target raft.ServerAddress,
 	args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
 	return retryStale(func() error { return c.pv.RequestPreVote(id, target, args, resp) })
 }
 
-// clampCommits wraps t; the result is what raft must be given. The same
-// wrapper retries votes that meet a stale pooled connection
-// (voteretry.go). stop ends
-// the forwarding without closing t, for when raft is not started after all.
-func clampCommits(t raft.Transport) (wrapped raft.Transport, stop func()) {
-	c := &commitClamp{Transport: t, ch: make(chan raft.RPC), stop: make(chan struct{})}
+// guardTransport wraps t in the two mends raft needs from its transport:
+// commit indexes clamped (here) and votes retried on a stale connection
+// (voteretry.go). The result is what raft must be given; stop ends the
+// forwarding without closing t, for when raft is not started after all.
+func guardTransport(t raft.Transport) (wrapped raft.Transport, stop func()) {
+	c := &guardedTransport{Transport: t, ch: make(chan raft.RPC), stop: make(chan struct{})}
 	go c.forward()
 	if pv, ok := t.(raft.WithPreVote); ok {
-		return commitClampPreVote{commitClamp: c, pv: pv}, c.halt
+		return guardedPreVote{guardedTransport: c, pv: pv}, c.halt
 	}
 	return c, c.halt
 }
 
 // halt ends the forwarding (idempotent).
-func (c *commitClamp) halt() { c.stopOnce.Do(func() { close(c.stop) }) }
+func (c *guardedTransport) halt() { c.stopOnce.Do(func() { close(c.stop) }) }
 
 // Consumer returns the requests, AppendEntries clamped.
-func (c *commitClamp) Consumer() <-chan raft.RPC { return c.ch }
+func (c *guardedTransport) Consumer() <-chan raft.RPC { return c.ch }
 
-func (c *commitClamp) forward() {
+func (c *guardedTransport) forward() {
 	in := c.Transport.Consumer()
 	for {
 		select {
@@ -105,7 +105,7 @@ func clampCommit(req *raft.AppendEntriesRequest) {
 
 // Close stops the forwarding and closes the wrapped transport if it can
 // be closed (raft calls it on shutdown).
-func (c *commitClamp) Close() error {
+func (c *guardedTransport) Close() error {
 	c.halt()
 	if wc, ok := c.Transport.(raft.WithClose); ok {
 		return wc.Close()

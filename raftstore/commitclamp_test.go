@@ -35,7 +35,7 @@ func (f *appliedFSM) applied() []string {
 // entries at 4–6, committed up to 6. n1's first AppendEntries to n2 repeats
 // entry 3, which n2 already has: no conflict, so n2 truncates nothing.
 // With the request's commit index of 6, unpatched hashicorp/raft commits
-// n2's own 4–5 and applies them ("n2-only" below); through commitClamp n2
+// n2's own 4–5 and applies them ("n2-only" below); through guardedTransport n2
 // commits only up to 3, and the next request replaces 4–5 with n1's.
 func TestDivergentSuffixIsNotCommitted(t *testing.T) {
 	for _, clamp := range []bool{false, true} {
@@ -87,7 +87,7 @@ func runDivergentSuffix(t *testing.T, clamp bool) []string {
 	var trans raft.Transport = n2Trans
 	if clamp {
 		var stop func()
-		trans, stop = clampCommits(n2Trans)
+		trans, stop = guardTransport(n2Trans)
 		defer stop()
 	}
 	cfg := raft.DefaultConfig()

@@ -314,7 +314,7 @@ func (s *Store) startRaft() error {
 	if err != nil {
 		return err
 	}
-	trans, stopClamp := clampCommits(s.trans)
+	trans, stopClamp := guardTransport(s.trans)
 	r, err := raft.NewRaft(rc, s.fsm, cache, s.logs, s.snapshotStore(), trans)
 	if err != nil {
 		stopClamp()

@@ -21,7 +21,7 @@ import (
 const voteAttempts = 5
 
 // RequestVote retries a vote that met a closed pooled connection.
-func (c *commitClamp) RequestVote(id raft.ServerID, target raft.ServerAddress,
+func (c *guardedTransport) RequestVote(id raft.ServerID, target raft.ServerAddress,
 	args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
 	return retryStale(func() error { return c.Transport.RequestVote(id, target, args, resp) })
 }

@@ -50,7 +50,7 @@ func TestVoteRetriedAfterPeerRestart(t *testing.T) {
 		self := voter(t, freeAddr(t))
 		var tr raft.Transport = self
 		if wrap {
-			w, stop := clampCommits(self)
+			w, stop := guardTransport(self)
 			defer stop()
 			tr = w
 		}
