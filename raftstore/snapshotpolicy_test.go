@@ -36,26 +36,36 @@ func TestSnapshotDue(t *testing.T) {
 	}
 }
 
-// TestSnapshotWaitsForTheStateFloor: past the entry trigger, a store takes
-// no snapshot while the log since the last one is under the default share
-// of the state that snapshot copied, and takes one once it is over.
-func TestSnapshotWaitsForTheStateFloor(t *testing.T) {
-	dir, addr := t.TempDir(), freeAddr(t)
-	cfg := testConfig(dir, addr)
+// policyStore opens a single-node store whose policy looks every 10 ms
+// with an entry trigger of 10, with an account, and returns it with the
+// applied index of its newest snapshot (0: none; two are kept).
+func policyStore(t *testing.T) (*Store, func() uint64) {
+	t.Helper()
+	cfg := testConfig(t.TempDir(), freeAddr(t))
 	cfg.SnapshotThreshold = 10
 	cfg.SnapshotInterval = 10 * time.Millisecond
 	s := openStoreConfig(t, cfg)
 	setupAccount(t, s)
+	return s, func() uint64 {
+		metas, err := s.snaps.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(metas) == 0 {
+			return 0
+		}
+		return metas[0].Index
+	}
+}
+
+// TestSnapshotWaitsForTheStateFloor: past the entry trigger, a store takes
+// no snapshot while the log since the last one is under the default share
+// of the state that snapshot copied, and takes one once it is over.
+func TestSnapshotWaitsForTheStateFloor(t *testing.T) {
+	s, newest := policyStore(t)
 	deliverN(t, s, 0, 20)
 	if err := s.Snapshot(); err != nil { // the floor's reference
 		t.Fatal(err)
-	}
-	newest := func() uint64 { // the index of the newest snapshot (two are kept)
-		metas, err := s.snaps.List()
-		if err != nil || len(metas) == 0 {
-			t.Fatalf("snapshots: %v, %d", err, len(metas))
-		}
-		return metas[0].Index
 	}
 	first := newest()
 	sinceSnapshot := func() logSince {
@@ -72,7 +82,7 @@ func TestSnapshotWaitsForTheStateFloor(t *testing.T) {
 	if ref <= 0 || since.entries < 10 || since.bytes*100 >= ref*pct {
 		t.Fatalf("setup: %d entries, %d log bytes against a %d-byte snapshot; want ≥ 10 entries under %d%%", since.entries, since.bytes, ref, pct)
 	}
-	time.Sleep(30 * cfg.SnapshotInterval)
+	time.Sleep(30 * s.cfg.SnapshotInterval)
 	if newest() != first {
 		t.Fatalf("a snapshot with %d log bytes against a %d-byte snapshot", since.bytes, ref)
 	}
@@ -144,19 +154,7 @@ func TestLogSinceSnapshotSurvivesRestart(t *testing.T) {
 // the log grew without bound (a chaos run); the floor is the last
 // snapshot's size.
 func TestSmallMessagesStillSnapshot(t *testing.T) {
-	dir, addr := t.TempDir(), freeAddr(t)
-	cfg := testConfig(dir, addr)
-	cfg.SnapshotThreshold = 10
-	cfg.SnapshotInterval = 10 * time.Millisecond
-	s := openStoreConfig(t, cfg)
-	setupAccount(t, s)
-	newest := func() uint64 {
-		metas, err := s.snaps.List()
-		if err != nil || len(metas) == 0 {
-			return 0
-		}
-		return metas[0].Index
-	}
+	s, newest := policyStore(t)
 	deliverN(t, s, 0, 20)
 	waitFor(t, 10*time.Second, "the first snapshot (no floor yet)", func() bool { return newest() > 0 })
 	first := newest()
@@ -174,7 +172,7 @@ func TestSmallMessagesStillSnapshot(t *testing.T) {
 		b := s.Codec().NewBlob(body(fmt.Sprint("tiny", i), 100), nil)
 		mustApply(t, s, fmt.Sprint("t", i), &command.Deliver{Blob: b, Rcpts: []string{alice}})
 		if i%50 == 49 {
-			time.Sleep(3 * cfg.SnapshotInterval) // let the policy look
+			time.Sleep(3 * s.cfg.SnapshotInterval) // let the policy look
 		}
 	}
 	state, _ := s.fsm.stateBytes()
