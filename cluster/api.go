@@ -40,6 +40,8 @@ func (n *Node) routes() http.Handler {
 	guarded("GET /digest", n.handleDigest)
 	guarded("POST /internal/apply", n.handleApply)
 	guarded("POST /internal/commit", n.handleCommit)
+	guarded("POST /internal/apply-batch", n.handleBatch(n.store.Apply))
+	guarded("POST /internal/commit-batch", n.handleBatch(n.Commit))
 	guarded("GET /internal/result/{key}", n.handleLookup)
 	guarded("GET /directory/{address}", n.handleDirectory)
 	guarded("POST /internal/auth", n.handleAuth)
@@ -91,24 +93,25 @@ func writeErr(w http.ResponseWriter, status int, code, msg string) {
 
 // writeFailure maps an error to an HTTP status and API error code.
 func (n *Node) writeFailure(w http.ResponseWriter, err error) {
-	var se raftstore.Status
+	status, ae := n.failure(err)
+	writeJSON(w, status, ae)
+}
+
+// failure maps an error to an HTTP status and API error (the answer of a
+// single request, or one command's answer in a batch).
+func (n *Node) failure(err error) (int, APIError) {
 	switch {
 	case errors.Is(err, raftstore.ErrNotLeader):
 		id, _ := n.store.Leader()
-		writeJSON(w, http.StatusServiceUnavailable, APIError{Code: "not_leader", Msg: err.Error(), Leader: id})
-		return
+		return http.StatusServiceUnavailable, APIError{Code: "not_leader", Msg: err.Error(), Leader: id}
 	case errors.Is(err, raftstore.ErrTooLarge):
-		writeErr(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
-		return
+		return http.StatusRequestEntityTooLarge, APIError{Code: "too_large", Msg: err.Error()}
 	case errors.Is(err, command.ErrShort), errors.Is(err, command.ErrUnknownType), errors.Is(err, command.ErrMalformed),
 		errors.Is(err, errBadRequest):
-		writeErr(w, http.StatusBadRequest, "bad_request", err.Error())
-		return
+		return http.StatusBadRequest, APIError{Code: "bad_request", Msg: err.Error()}
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, raftstore.ErrClosed):
-		writeErr(w, http.StatusServiceUnavailable, "unavailable", err.Error())
-		return
+		return http.StatusServiceUnavailable, APIError{Code: "unavailable", Msg: err.Error()}
 	}
-	se = raftstore.Status{Code: "", Msg: err.Error()}
 	for _, c := range []struct {
 		err    error
 		status int
@@ -122,12 +125,11 @@ func (n *Node) writeFailure(w http.ResponseWriter, err error) {
 		{raftstore.ErrNoSuchMessage, 404, "no_message"},
 	} {
 		if errors.Is(err, c.err) {
-			writeErr(w, c.status, c.code, se.Msg)
-			return
+			return c.status, APIError{Code: c.code, Msg: err.Error()}
 		}
 	}
 	n.logger.Warn("api request failed", "err", err)
-	writeErr(w, http.StatusInternalServerError, "internal", err.Error())
+	return http.StatusInternalServerError, APIError{Code: "internal", Msg: err.Error()}
 }
 
 // reqContext bounds a request by the caller's timeout header, capped at

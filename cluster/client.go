@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/raftmail/raftmail/frontends"
@@ -21,6 +22,8 @@ import (
 type Client struct {
 	token string
 	http  *http.Client
+	// batchers group concurrent commits per node endpoint (batch.go).
+	batchers sync.Map
 }
 
 // errBadRequest marks a request the server refused as malformed; retrying
@@ -137,10 +140,10 @@ func (c *Client) do(ctx context.Context, method, base, path string, body, out an
 	return resp.Header, nil
 }
 
-// Apply forwards an encoded command to a node that applies it as leader.
+// Apply forwards an encoded command to a node that applies it as leader,
+// batched with the other commands in flight to it (batch.go).
 func (c *Client) Apply(ctx context.Context, base string, data []byte) (raftstore.Result, error) {
-	var res raftstore.Result
-	err := c.Do(ctx, http.MethodPost, base, "/internal/apply", data, &res)
+	res, _, err := c.batched(ctx, base, "/internal/apply", "/internal/apply-batch", data)
 	return res, err
 }
 
@@ -154,10 +157,10 @@ func (c *Client) Commit(ctx context.Context, base string, data []byte) (raftstor
 // CommitVia is Commit that also returns the API URL of the leader that
 // committed (LeaderHeader; "" when the node did not say), so that a
 // frontend sends its next commits there instead of through a follower.
+// Commands in flight to the same node at the same time share a request
+// (batch.go).
 func (c *Client) CommitVia(ctx context.Context, base string, data []byte) (raftstore.Result, string, error) {
-	var res raftstore.Result
-	h, err := c.do(ctx, http.MethodPost, base, "/internal/commit", data, &res)
-	return res, h.Get(LeaderHeader), err
+	return c.batched(ctx, base, "/internal/commit", "/internal/commit-batch", data)
 }
 
 // LookupAnswer is the answer of /internal/result.

@@ -1,9 +1,12 @@
 package smtp_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -26,7 +29,7 @@ import (
 func TestCommitMovesOnFromAHungNode(t *testing.T) {
 	hung, _ := hungServer(t)
 	var commits atomic.Int64
-	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	good := httptest.NewServer(batchAware(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/internal/commit":
 			commits.Add(1)
@@ -68,13 +71,13 @@ func TestCommitMovesOnFromAHungNode(t *testing.T) {
 // next commits go to the leader directly, not through the follower again.
 func TestCommitGoesToTheLeaderItLearns(t *testing.T) {
 	var viaFollower, atLeader atomic.Int64
-	leader := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	leader := httptest.NewServer(batchAware(func(w http.ResponseWriter, r *http.Request) {
 		atLeader.Add(1)
 		w.Header().Set(cluster.LeaderHeader, "http://"+r.Host)
 		_ = json.NewEncoder(w).Encode(raftstore.Result{Index: 9})
 	}))
 	defer leader.Close()
-	follower := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	follower := httptest.NewServer(batchAware(func(w http.ResponseWriter, r *http.Request) {
 		viaFollower.Add(1)
 		w.Header().Set(cluster.LeaderHeader, leader.URL+"/")
 		_ = json.NewEncoder(w).Encode(raftstore.Result{Index: 9})
@@ -108,7 +111,7 @@ func TestCommitGoesToTheLeaderItLearns(t *testing.T) {
 func TestAHungLeaderHintStallsNothing(t *testing.T) {
 	hung, atHung := hungServer(t)
 	var commits atomic.Int64
-	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	good := httptest.NewServer(batchAware(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/internal/commit":
 			if commits.Add(1) == 1 {
@@ -195,7 +198,7 @@ func noopCommand(t *testing.T, key string) []byte {
 func TestCommitLeavesAFrozenLeader(t *testing.T) {
 	frozen, atFrozen := hungServer(t)
 	var commits atomic.Int64
-	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	good := httptest.NewServer(batchAware(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/internal/commit":
 			if commits.Add(1) == 1 {
@@ -228,13 +231,13 @@ func TestCommitLeavesAFrozenLeader(t *testing.T) {
 // second time elsewhere.
 func TestCommitWaitsForASlowLeader(t *testing.T) {
 	var atSlow, statusAsked, commits atomic.Int64
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	slow := httptest.NewServer(batchAware(func(w http.ResponseWriter, r *http.Request) {
 		atSlow.Add(1)
 		time.Sleep(1200 * time.Millisecond) // more than two probe periods
 		_ = json.NewEncoder(w).Encode(raftstore.Result{Index: 21})
 	}))
 	defer slow.Close()
-	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	other := httptest.NewServer(batchAware(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/internal/commit":
 			commits.Add(1)
@@ -280,4 +283,57 @@ func hungServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(release) })
 	return srv, &requests
+}
+
+// batchAware lets a fake node written for the single-command endpoints
+// (/internal/commit) answer the batch endpoints the committer uses
+// (/internal/commit-batch, docs/api.md): it splits the batch into its
+// commands, hands each to h as a single request and gathers the answers.
+func batchAware(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		single, ok := strings.CutSuffix(r.URL.Path, "-batch")
+		if !ok {
+			h(w, r)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		type item struct {
+			Status int             `json:"status"`
+			Result json.RawMessage `json:"result,omitempty"`
+			Error  json.RawMessage `json:"error,omitempty"`
+		}
+		var ans struct {
+			Leader string `json:"leader,omitempty"`
+			Items  []item `json:"items"`
+		}
+		for len(body) > 0 {
+			n, k := binary.Uvarint(body)
+			if k <= 0 || n > uint64(len(body)-k) {
+				http.Error(w, "bad frame", http.StatusBadRequest)
+				return
+			}
+			cmd := body[k : k+int(n)]
+			body = body[k+int(n):]
+			req := httptest.NewRequestWithContext(r.Context(), http.MethodPost, single, bytes.NewReader(cmd))
+			req.Host = r.Host
+			req.Header = r.Header.Clone()
+			rec := httptest.NewRecorder()
+			h(rec, req)
+			it := item{Status: rec.Code}
+			if rec.Code < 300 {
+				it.Result = rec.Body.Bytes()
+			} else {
+				it.Error = rec.Body.Bytes()
+			}
+			if l := rec.Header().Get(cluster.LeaderHeader); l != "" {
+				ans.Leader = l
+			}
+			ans.Items = append(ans.Items, it)
+		}
+		_ = json.NewEncoder(w).Encode(ans)
+	})
 }
