@@ -47,6 +47,9 @@ type denyState struct {
 	conn *ConnInfo
 }
 
+// Inline implements Inline: the lists are in memory.
+func (*denyState) Inline(Stage) bool { return true }
+
 func (s *denyState) Connect(context.Context) Verdict {
 	if s.conn.Trusted {
 		return Verdict{}

@@ -148,13 +148,38 @@ type Session struct {
 type stateEntry struct {
 	cfg Configured
 	st  State
-	// busy is set when a call was abandoned (timeout): it is closed when
-	// that call returns. The state is not called again (one goroutine at
+	// busy is set when a call was abandoned (timeout) or panicked: it is
+	// closed when that call returns. The state is not called again (one goroutine at
 	// a time), and every later stage gets its OnError outcome.
 	busy chan struct{}
 }
 
 var errDisabled = errors.New("check disabled after an earlier timeout or panic")
+
+// inline reports whether the state's call at stage runs on the caller's
+// goroutine (Inline).
+func (e *stateEntry) inline(stage Stage) bool {
+	in, ok := e.st.(Inline)
+	return ok && stage != StageConnect && e.busy == nil && in.Inline(stage)
+}
+
+// closedBusy marks a check disabled by a panic in an inline call: no call
+// of it is still running.
+var closedBusy = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// callInline makes an Inline call; a panic becomes a failure and disables
+// the check, as in a call on its own goroutine.
+func (s *Session) callInline(e *stateEntry, stage Stage, fn func() Verdict) (v Verdict) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.p.logger.Error("filter panic", "check", e.cfg.Check.Name(), "stage", stage.String(), "conn", s.info.ID,
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			e.busy = closedBusy
+			v = Failure(fmt.Errorf("panic: %v", r))
+		}
+	}()
+	return fn()
+}
 
 // Connect builds every check's state for a new connection and runs the
 // connect stage. The caller must Close the session whatever the verdict.
@@ -224,13 +249,21 @@ func (s *Session) Rcpt(ctx context.Context, r Rcpt) Verdict {
 // final Tag carries an X-Raftmail-Reason header naming the check.
 func (s *Session) Data(ctx context.Context, m *Message) Verdict {
 	out := make([]Verdict, len(s.states))
+	body := func(ctx context.Context, st State) Verdict { return st.Body(ctx, m) }
+	inline := make([]bool, len(s.states)) // decided before any call runs
+	for i, e := range s.states {
+		inline[i] = e.inline(StageData)
+	}
 	var wg sync.WaitGroup
 	for i, e := range s.states {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i] = s.call(ctx, e, StageData, func(ctx context.Context, st State) Verdict { return st.Body(ctx, m) })
-		}()
+		if !inline[i] {
+			wg.Go(func() { out[i] = s.call(ctx, e, StageData, body) })
+		}
+	}
+	for i, e := range s.states { // meanwhile, on this goroutine
+		if inline[i] {
+			out[i] = s.call(ctx, e, StageData, body)
+		}
 	}
 	wg.Wait()
 	s.mu.Lock()
@@ -312,6 +345,8 @@ func (s *Session) call(ctx context.Context, e *stateEntry, stage Stage, fn func(
 		v = Failure(errDisabled)
 	case e.st == nil && stage != StageConnect:
 		return Verdict{} // NewState failed and its OnError accepted
+	case e.inline(stage):
+		v = s.callInline(e, stage, func() Verdict { return fn(ctx, e.st) })
 	default:
 		timeout := e.cfg.Policy.Timeout
 		if timeout <= 0 {

@@ -6,6 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"runtime"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +26,11 @@ type fixed struct {
 	delay  time.Duration
 	panics bool
 	closed *atomic.Int32
+	// inline makes the state report every stage Inline; calls counts
+	// its calls at stage and goroutines records where they ran.
+	inline     bool
+	calls      atomic.Int32
+	goroutines []string
 }
 
 func (f *fixed) Name() string { return f.name }
@@ -32,10 +40,14 @@ func (f *fixed) NewState(context.Context, *filters.ConnInfo) (filters.State, err
 
 type fixedState struct{ f *fixed }
 
+func (s *fixedState) Inline(filters.Stage) bool { return s.f.inline }
+
 func (s *fixedState) at(ctx context.Context, st filters.Stage) filters.Verdict {
+	s.f.goroutines = append(s.f.goroutines, goroutineID())
 	if st != s.f.stage {
 		return filters.Verdict{}
 	}
+	s.f.calls.Add(1)
 	if s.f.panics {
 		panic("boom")
 	}
@@ -68,6 +80,12 @@ func (s *fixedState) Close() error {
 		s.f.closed.Add(1)
 	}
 	return nil
+}
+
+// goroutineID is the calling goroutine's number, from its stack header.
+func goroutineID() string {
+	b := make([]byte, 64)
+	return strings.Fields(string(b[:runtime.Stack(b, false)]))[1]
 }
 
 func hdr(k string) []filters.Header { return []filters.Header{{Key: k, Value: "1"}} }
@@ -209,6 +227,41 @@ func TestPipeline(t *testing.T) {
 		}
 		if closed.Load() != 2 {
 			t.Fatalf("%d states closed, want 2", closed.Load())
+		}
+	})
+	t.Run("inline calls run on the session goroutine", func(t *testing.T) {
+		in := &fixed{name: "inline", stage: filters.StageData, inline: true}
+		out := &fixed{name: "goroutine", stage: filters.StageData}
+		s, _ := filters.New(cfg, filters.With(in, filters.Policy{}), filters.With(out, filters.Policy{})).
+			Connect(context.Background(), &filters.ConnInfo{IP: netip.MustParseAddr("192.0.2.1")})
+		defer s.Close()
+		s.Helo(context.Background(), "client.test")
+		s.Mail(context.Background(), filters.Mail{From: "a@b.test"})
+		s.Rcpt(context.Background(), filters.Rcpt{To: "c@d.test"})
+		s.Data(context.Background(), &filters.Message{Body: filters.BytesBody("Subject: x\r\n\r\nx\r\n")})
+		me := goroutineID()
+		// Connect is never inline (NewState may wait); HELO, MAIL, RCPT
+		// and DATA are.
+		if len(in.goroutines) != 5 || in.goroutines[0] == me || slices.ContainsFunc(in.goroutines[1:], func(g string) bool { return g != me }) {
+			t.Fatalf("inline check ran on goroutines %v, the session is %s", in.goroutines, me)
+		}
+		if len(out.goroutines) != 5 || slices.Contains(out.goroutines, me) {
+			t.Fatalf("the other check ran on goroutines %v, the session is %s", out.goroutines, me)
+		}
+	})
+	t.Run("inline panic fails closed and disables the check", func(t *testing.T) {
+		f := &fixed{name: "panic", stage: filters.StageRcpt, panics: true, inline: true}
+		s, _ := filters.New(cfg, filters.With(f, filters.Policy{})).
+			Connect(context.Background(), &filters.ConnInfo{IP: netip.MustParseAddr("192.0.2.1")})
+		defer s.Close()
+		for i := range 2 {
+			v := s.Rcpt(context.Background(), filters.Rcpt{To: "c@d.test"})
+			if v.Action != filters.TempFail || v.Check != "panic" {
+				t.Fatalf("RCPT %d: got %+v", i+1, v)
+			}
+		}
+		if n := f.calls.Load(); n != 1 {
+			t.Fatalf("the panicking check was called %d times, want 1", n)
 		}
 	})
 	t.Run("nil pipeline accepts", func(t *testing.T) {

@@ -114,6 +114,9 @@ type rateState struct {
 	conn *ConnInfo
 }
 
+// Inline implements Inline: the buckets are in memory.
+func (*rateState) Inline(Stage) bool { return true }
+
 func (s *rateState) Connect(context.Context) Verdict {
 	if s.conn.Trusted {
 		return Verdict{}

@@ -26,6 +26,9 @@ type sizeState struct {
 	max int64
 }
 
+// Inline implements Inline: every stage compares two numbers.
+func (sizeState) Inline(Stage) bool { return true }
+
 func tooBig(size, max int64) Verdict {
 	return Verdict{Action: Reject, Code: 552, Enhanced: [3]int{5, 3, 4},
 		Reason: "Message size exceeds fixed maximum message size", Err: fmt.Errorf("size %d over %d", size, max)}

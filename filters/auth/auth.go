@@ -98,6 +98,12 @@ type state struct {
 	spfErr   error
 }
 
+// Inline implements filters.Inline: Mail (SPF) and Body (DKIM, DMARC)
+// query DNS; the other stages do nothing.
+func (*state) Inline(stage filters.Stage) bool {
+	return stage != filters.StageMail && stage != filters.StageData
+}
+
 // skip reports whether the client is ours (trusted network or
 // authenticated submission): its mail is not judged by SPF/DMARC.
 func (s *state) skip() bool { return s.info.Trusted || s.info.Account != "" }

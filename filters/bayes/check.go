@@ -78,6 +78,10 @@ type state struct {
 	c *Check
 }
 
+// Inline implements filters.Inline: only Body works (it may ask a node
+// for token counts).
+func (state) Inline(stage filters.Stage) bool { return stage != filters.StageData }
+
 func (s state) Body(ctx context.Context, m *filters.Message) filters.Verdict {
 	txt, err := mimetext.FromMessage(m)
 	if err != nil {

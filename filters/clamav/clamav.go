@@ -194,6 +194,9 @@ type state struct {
 	c *Client
 }
 
+// Inline implements filters.Inline: only Body works (it talks to clamd).
+func (state) Inline(stage filters.Stage) bool { return stage != filters.StageData }
+
 func (s state) Body(ctx context.Context, m *filters.Message) filters.Verdict {
 	r, err := m.Body.Open()
 	if err != nil {

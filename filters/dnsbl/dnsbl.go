@@ -74,6 +74,10 @@ type state struct {
 	info *filters.ConnInfo
 }
 
+// Inline implements filters.Inline: only Connect works (DNS queries), and
+// the connect stage is never inline.
+func (*state) Inline(filters.Stage) bool { return true }
+
 type hit struct {
 	zone    Zone
 	meaning string

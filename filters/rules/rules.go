@@ -198,6 +198,10 @@ type state struct {
 	c *Check
 }
 
+// Inline implements filters.Inline: the rules only compute, and stop when
+// ctx ends.
+func (state) Inline(filters.Stage) bool { return true }
+
 // Body matches every rule; hits add their scores and are named in
 // X-Spam-Rules.
 func (s state) Body(ctx context.Context, m *filters.Message) filters.Verdict {
