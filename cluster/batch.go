@@ -51,6 +51,8 @@ const (
 	// node that does not know the batch endpoints (an older version during
 	// a rolling upgrade) before it tries again.
 	batchRetryAfter = time.Minute
+	// maxBatchWait bounds a batch whose callers set no deadline.
+	maxBatchWait = 5 * time.Minute
 )
 
 // batchItem is one command's answer in a batch: Result, or Error with its
@@ -226,8 +228,8 @@ func (b *batcher) run() {
 }
 
 // send makes one batch request and hands each caller its answer. The
-// request lives until the latest caller's deadline: callers that give up
-// earlier have already returned.
+// request lives until the latest caller's deadline (maxBatchWait when one
+// has none): callers that give up earlier have already returned.
 func (b *batcher) send(calls []*batchCall) {
 	cmds := make([][]byte, len(calls))
 	var latest time.Time
@@ -240,10 +242,13 @@ func (b *batcher) send(calls []*batchCall) {
 			latest = c.deadline
 		}
 	}
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if !noDeadline {
-		ctx, cancel = context.WithDeadline(ctx, latest)
+	if noDeadline {
+		// A caller without a deadline must not hold a slot for ever on a
+		// node that never answers: the nodes bound a commit at their
+		// --commit-timeout anyway.
+		latest = time.Now().Add(maxBatchWait)
 	}
+	ctx, cancel := context.WithDeadline(context.Background(), latest)
 	defer cancel()
 	var ans batchAnswer
 	_, err := b.c.do(ctx, http.MethodPost, b.base, b.path, encodeBatch(cmds), &ans)
