@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/klauspost/compress/zstd"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -36,7 +35,7 @@ func (s *Store) Backup(w io.Writer) (BackupInfo, error) {
 		meta := tx.Bucket(bMeta)
 		info.AppliedIndex, info.AppliedTerm = getU64(meta, kAppliedIndex), getU64(meta, kAppliedTerm)
 		bw := bufio.NewWriterSize(cw, 1<<20)
-		zw, err := zstd.NewWriter(bw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+		zw, err := stateEncoder(bw)
 		if err != nil {
 			return err
 		}

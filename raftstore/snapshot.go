@@ -35,11 +35,22 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	return &fsmSnapshot{f: f, tx: tx, index: getU64(tx.Bucket(bMeta), kAppliedIndex)}, nil
 }
 
+// stateEncoder compresses a copy of the state file (snapshots, backups).
+// Entropy coding is off: the bodies inside are zstd frames already, and
+// Huffman-coding their bytes again cost a third of the compression's CPU
+// for 0.1% of the output (a 228 MB state: 34.1% vs 34.2% of its size,
+// 470-500 vs 300-330 ms). The matches, which shrink the free pages and
+// the metadata, stay.
+func stateEncoder(w io.Writer) (*zstd.Encoder, error) {
+	return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+		zstd.WithNoEntropyCompression(true))
+}
+
 // Persist writes the zstd-compressed bbolt copy to the sink.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	err := func() error {
 		bw := bufio.NewWriterSize(sink, 1<<20)
-		zw, err := zstd.NewWriter(bw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+		zw, err := stateEncoder(bw)
 		if err != nil {
 			return err
 		}
