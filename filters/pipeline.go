@@ -149,8 +149,8 @@ type stateEntry struct {
 	cfg Configured
 	st  State
 	// busy is set when a call was abandoned (timeout) or panicked: it is
-	// closed when that call returns. The state is not called again (one goroutine at
-	// a time), and every later stage gets its OnError outcome.
+	// closed when that call returns. The state is not called again (one
+	// goroutine at a time), and every later stage gets its OnError outcome.
 	busy chan struct{}
 }
 
@@ -167,18 +167,17 @@ func (e *stateEntry) inline(stage Stage) bool {
 // of it is still running.
 var closedBusy = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// callInline makes an Inline call; a panic becomes a failure and disables
-// the check, as in a call on its own goroutine.
-func (s *Session) callInline(e *stateEntry, stage Stage, fn func() Verdict) (v Verdict) {
+// protect runs fn, turning a panic into a failure verdict (logged with
+// its stack) and reporting it: the caller then disables the check.
+func (s *Session) protect(name string, stage Stage, fn func() Verdict) (v Verdict, panicked bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.p.logger.Error("filter panic", "check", e.cfg.Check.Name(), "stage", stage.String(), "conn", s.info.ID,
+			s.p.logger.Error("filter panic", "check", name, "stage", stage.String(), "conn", s.info.ID,
 				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			e.busy = closedBusy
-			v = Failure(fmt.Errorf("panic: %v", r))
+			v, panicked = Failure(fmt.Errorf("panic: %v", r)), true
 		}
 	}()
-	return fn()
+	return fn(), false
 }
 
 // Connect builds every check's state for a new connection and runs the
@@ -346,7 +345,10 @@ func (s *Session) call(ctx context.Context, e *stateEntry, stage Stage, fn func(
 	case e.st == nil && stage != StageConnect:
 		return Verdict{} // NewState failed and its OnError accepted
 	case e.inline(stage):
-		v = s.callInline(e, stage, func() Verdict { return fn(ctx, e.st) })
+		var panicked bool
+		if v, panicked = s.protect(name, stage, func() Verdict { return fn(ctx, e.st) }); panicked {
+			e.busy = closedBusy // disabled from now on
+		}
 	default:
 		timeout := e.cfg.Policy.Timeout
 		if timeout <= 0 {
@@ -364,14 +366,8 @@ func (s *Session) call(ctx context.Context, e *stateEntry, stage Stage, fn func(
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			defer func() {
-				if r := recover(); r != nil {
-					s.p.logger.Error("filter panic", "check", name, "stage", stage.String(), "conn", s.info.ID,
-						"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-					ch <- outcome{v: Failure(fmt.Errorf("panic: %v", r)), panicked: true}
-				}
-			}()
-			ch <- outcome{v: fn(cctx, e.st)}
+			v, panicked := s.protect(name, stage, func() Verdict { return fn(cctx, e.st) })
+			ch <- outcome{v: v, panicked: panicked}
 		}()
 		select {
 		case o := <-ch:
