@@ -94,7 +94,11 @@ func TestSnapshotWaitsForTheStateFloor(t *testing.T) {
 		b := s.Codec().NewBlob(body(fmt.Sprint("large", i), 64<<10), nil)
 		mustApply(t, s, fmt.Sprint("l", i), &command.Deliver{Blob: b, Rcpts: []string{alice}})
 	}
-	waitFor(t, 10*time.Second, "a snapshot once the floor is reached", func() bool { return newest() > first })
+	// The snapshot store lists a snapshot as soon as its sink closes;
+	// Persist records it in the FSM just after: wait for both.
+	waitFor(t, 10*time.Second, "a snapshot once the floor is reached, recorded by the FSM", func() bool {
+		return newest() > first && s.fsm.lastSnapSize() != ref
+	})
 	if got := sinceSnapshot(); got.entries != 0 {
 		t.Fatalf("after the snapshot %d entries still count as unsnapshotted", got.entries)
 	}
