@@ -401,16 +401,26 @@ func (t *txn) pruneDedupe() {
 	if cutoff <= 0 {
 		return
 	}
-	c := t.b(bDedupeAge).Cursor()
-	var drop [][]byte
-	for k, _ := c.First(); k != nil && len(drop) < 64; k, _ = c.Next() {
-		if int64(binary.BigEndian.Uint64(k[:8])) >= cutoff {
-			break
-		}
-		drop = append(drop, bytes.Clone(k))
-	}
-	for _, k := range drop {
+	for _, k := range t.expired(bDedupeAge, cutoff) {
 		t.del(bDedupeAge, k)
 		t.del(bDedupe, k[8:])
 	}
+}
+
+// pruneBatch bounds the entries one command removes from an age bucket.
+const pruneBatch = 64
+
+// expired returns copies of the oldest keys of an age bucket (keys that
+// start with a big-endian time(8)) whose time is before cutoff, at most
+// pruneBatch of them, so that a command may delete them.
+func (t *txn) expired(bucket []byte, cutoff int64) [][]byte {
+	c := t.b(bucket).Cursor()
+	var out [][]byte
+	for k, _ := c.First(); k != nil && len(out) < pruneBatch; k, _ = c.Next() {
+		if int64(binary.BigEndian.Uint64(k[:8])) >= cutoff {
+			break
+		}
+		out = append(out, bytes.Clone(k))
+	}
+	return out
 }

@@ -340,15 +340,7 @@ const chunkTTL = int64(3600 * 1e9)
 // pruneChunks removes pieces that no body claimed within an hour.
 func (t *txn) pruneChunks() {
 	cutoff := t.time - chunkTTL
-	c := t.b(bChunkAge).Cursor()
-	var drop [][]byte
-	for k, _ := c.First(); k != nil && len(drop) < 64; k, _ = c.Next() {
-		if int64(binary.BigEndian.Uint64(k[:8])) >= cutoff {
-			break
-		}
-		drop = append(drop, bytes.Clone(k))
-	}
-	for _, k := range drop {
+	for _, k := range t.expired(bChunkAge, cutoff) {
 		t.del(bChunkAge, k)
 		var id [32]byte
 		copy(id[:], k[8:40])
