@@ -64,30 +64,56 @@ func (a *apiFlags) client() (*cluster.Client, error) {
 	return cluster.NewClientTLS(a.token, m), nil
 }
 
+// apiCommand is one run of `raftmail admin` or `raftmail cluster`: the
+// words after the flags, a client of the node API and a context bounded
+// by --timeout.
+type apiCommand struct {
+	args   []string
+	api    string
+	c      *cluster.Client
+	ctx    context.Context
+	cancel context.CancelFunc
+	usage  func()
+}
+
+// parseAPICommand parses the API flags of subcommand name, whose help is
+// usage, and needs at least minArgs words after them.
+func parseAPICommand(name, usage string, args []string, minArgs int) (*apiCommand, error) {
+	var a apiFlags
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	a.register(fs)
+	if err := fs.Parse(hoistFlags(fs, args)); err != nil {
+		return nil, err
+	}
+	if len(fs.Args()) < minArgs {
+		fs.Usage()
+		return nil, flag.ErrHelp
+	}
+	c, err := a.client()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+	return &apiCommand{args: fs.Args(), api: a.api, c: c, ctx: ctx, cancel: cancel, usage: fs.Usage}, nil
+}
+
+func (a *apiCommand) close() {
+	a.cancel()
+	a.c.Close()
+}
+
 func runAdmin(args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "certs" {
 		return runCerts(args[1:], out)
 	}
-	var a apiFlags
-	fs := flag.NewFlagSet("admin", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), adminUsage); fs.PrintDefaults() }
-	a.register(fs)
-	if err := fs.Parse(hoistFlags(fs, args)); err != nil {
-		return err
-	}
-	rest := fs.Args()
-	if len(rest) < 2 {
-		fs.Usage()
-		return flag.ErrHelp
-	}
-	c, err := a.client()
+	cmd, err := parseAPICommand("admin", adminUsage, args, 2)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
-	defer cancel()
-	ad := &admin{c: c, api: a.api, ctx: ctx, out: out}
+	defer cmd.close()
+	rest := cmd.args
+	ad := &admin{c: cmd.c, api: cmd.api, ctx: cmd.ctx, out: out}
 	switch rest[0] {
 	case "backup":
 		return ad.backup(rest[1:])
@@ -106,7 +132,7 @@ func runAdmin(args []string, out io.Writer) error {
 	case "bayes":
 		return ad.bayes(rest[1:])
 	}
-	fs.Usage()
+	cmd.usage()
 	return fmt.Errorf("unknown admin command %q", rest[0])
 }
 

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,28 +17,15 @@ const clusterUsage = `Usage: raftmail cluster [--api URL] [--token T] COMMAND
 `
 
 func runCluster(args []string, out io.Writer) error {
-	var a apiFlags
-	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), clusterUsage); fs.PrintDefaults() }
-	a.register(fs)
-	if err := fs.Parse(hoistFlags(fs, args)); err != nil {
-		return err
-	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		fs.Usage()
-		return flag.ErrHelp
-	}
-	c, err := a.client()
+	cmd, err := parseAPICommand("cluster", clusterUsage, args, 1)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
-	defer cancel()
+	defer cmd.close()
+	rest, c, ctx := cmd.args, cmd.c, cmd.ctx
 	switch rest[0] {
 	case "status":
-		st, err := c.Status(ctx, a.api)
+		st, err := c.Status(ctx, cmd.api)
 		if err != nil {
 			return err
 		}
@@ -57,7 +42,7 @@ func runCluster(args []string, out io.Writer) error {
 			return errors.New("usage: raftmail cluster join ID RAFT_ADDR API_URL")
 		}
 		body := map[string]string{"id": rest[1], "raft_addr": rest[2], "api_addr": rest[3]}
-		if err := c.Do(ctx, http.MethodPost, a.api, "/cluster/join", body, nil); err != nil {
+		if err := c.Do(ctx, http.MethodPost, cmd.api, "/cluster/join", body, nil); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "node %s joined\n", rest[1])
@@ -66,7 +51,7 @@ func runCluster(args []string, out io.Writer) error {
 		if len(rest) != 2 {
 			return errors.New("usage: raftmail cluster remove ID")
 		}
-		if err := c.Do(ctx, http.MethodPost, a.api, "/cluster/remove", map[string]string{"id": rest[1]}, nil); err != nil {
+		if err := c.Do(ctx, http.MethodPost, cmd.api, "/cluster/remove", map[string]string{"id": rest[1]}, nil); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "node %s removed\n", rest[1])
@@ -74,7 +59,7 @@ func runCluster(args []string, out io.Writer) error {
 	case "digest":
 		apis := rest[1:]
 		if len(apis) == 0 {
-			st, err := c.Status(ctx, a.api)
+			st, err := c.Status(ctx, cmd.api)
 			if err != nil {
 				return err
 			}
@@ -103,6 +88,6 @@ func runCluster(args []string, out io.Writer) error {
 		}
 		return nil
 	}
-	fs.Usage()
+	cmd.usage()
 	return fmt.Errorf("unknown cluster command %q", rest[0])
 }
