@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"time"
 )
 
@@ -61,7 +62,8 @@ func ToCRLF(b []byte) []byte {
 // Synthetic returns a text message of about size bytes, unique by seq.
 func Synthetic(size, seq int) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "From: bench@remote.test\r\nTo: user@example.test\r\nMessage-ID: <%d.%s@bench.test>\r\nSubject: synthetic %d\r\n\r\n", seq, runID, seq)
+	fmt.Fprintf(&b, "From: bench@remote.test\r\nTo: user@example.test\r\nMessage-ID: <%d.%d.%s@bench.test>\r\nSubject: synthetic %d\r\n\r\n",
+		seq, serial.Add(1), runID, seq)
 	line := []byte("The quick brown fox jumps over the lazy dog, again and again, for benchmarking.\r\n")
 	for b.Len() < size {
 		fmt.Fprintf(&b, "%08d ", b.Len())
@@ -70,8 +72,15 @@ func Synthetic(size, seq int) []byte {
 	return b.Bytes()
 }
 
-// runID keeps the Message-IDs of separate runs (and processes) apart.
-var runID = fmt.Sprintf("%x", time.Now().UnixNano())
+// runID keeps the Message-IDs of separate processes apart, and serial
+// those of separate runs in one process: every run numbers its deliveries
+// from 1, and a message repeated from an earlier run would be a duplicate
+// to the store (the SMTP frontend's idempotency key hashes the envelope
+// and the message), answered from its memory without storing anything.
+var (
+	runID  = fmt.Sprintf("%x", time.Now().UnixNano())
+	serial atomic.Int64
+)
 
 // Unique gives a corpus message a fresh Message-ID (the original one is
 // kept as X-Original-Message-ID) and an X-Bench-Seq header, so every
@@ -82,7 +91,7 @@ func Unique(msg []byte, seq int64) []byte {
 		end = len(msg)
 	}
 	out := make([]byte, 0, len(msg)+96)
-	out = fmt.Appendf(out, "Message-ID: <%d.%s@bench.raftmail>\r\nX-Bench-Seq: %d\r\n", seq, runID, seq)
+	out = fmt.Appendf(out, "Message-ID: <%d.%d.%s@bench.raftmail>\r\nX-Bench-Seq: %d\r\n", seq, serial.Add(1), runID, seq)
 	if i := indexFold(msg[:end], "message-id:"); i >= 0 {
 		out = append(out, msg[:i]...)
 		out = append(out, "X-Original-"...)

@@ -86,11 +86,50 @@ func TestRecorderSummary(t *testing.T) {
 	}
 }
 
+// TestRecorderAdd: a load measured in two slices reads as one run: counts
+// and errors add up, latencies merge, and the elapsed time is the sum of
+// the slices, not the wall time around them.
+func TestRecorderAdd(t *testing.T) {
+	slice := func(from, to int, fail string) *Recorder {
+		r := NewRecorder()
+		for i := from; i <= to; i++ {
+			r.Ok(time.Duration(i)*time.Millisecond, 10)
+		}
+		r.Fail(fail)
+		r.Stop()
+		r.start = r.finish.Add(-2 * time.Second) // a 2 s slice
+		return r
+	}
+	all := NewRecorder()
+	all.Add(slice(1, 50, "550"))
+	time.Sleep(20 * time.Millisecond) // another load's slice runs here
+	all.Add(slice(51, 100, "io"))
+	s := all.Summary()
+	if s.Ops != 100 || s.Bytes != 1000 || s.ErrorString() != "550×1 io×1" || s.Elapsed != 4*time.Second {
+		t.Fatalf("summary %+v", s)
+	}
+	if s.PerSec != 25 {
+		t.Errorf("%.1f ops/s, want 25 (100 ops in two 2 s slices)", s.PerSec)
+	}
+	near := func(d, want time.Duration) bool { return d >= want-want/50 && d <= want+want/50 }
+	if !near(s.P50, 50*time.Millisecond) || !near(s.P99, 99*time.Millisecond) || !near(s.Max, 100*time.Millisecond) {
+		t.Errorf("percentiles p50 %v p99 %v max %v", s.P50, s.P99, s.Max)
+	}
+}
+
 func TestUniqueMessageID(t *testing.T) {
 	msg := []byte("Subject: a\r\nmessage-id: <orig@x>\r\n\r\nbody\r\nMessage-ID: in body\r\n")
 	a, b := Unique(msg, 1), Unique(msg, 2)
 	if bytes.Equal(a, b) || !bytes.Contains(a, []byte("X-Original-message-id: <orig@x>")) ||
 		!bytes.Contains(a, []byte("\r\nMessage-ID: in body")) || bytes.Count(a, []byte("Message-ID: <")) != 1 {
 		t.Fatalf("Unique:\n%s", a)
+	}
+	// Every run numbers its deliveries from 1: the same seq in a later run
+	// must still be a new message, or the store dedupes it.
+	if bytes.Equal(Unique(msg, 1), Unique(msg, 1)) {
+		t.Error("Unique repeats a message for the same seq")
+	}
+	if bytes.Equal(Synthetic(2000, 1), Synthetic(2000, 1)) {
+		t.Error("Synthetic repeats a message for the same seq")
 	}
 }

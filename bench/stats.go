@@ -30,6 +30,10 @@ type Recorder struct {
 	failed atomic.Int64
 	start  time.Time
 	finish time.Time
+	// merged is set once Add folded other runs in; periods is then the
+	// sum of their measured periods, and the elapsed time of r itself.
+	merged  bool
+	periods time.Duration
 }
 
 // NewRecorder starts a recorder.
@@ -69,6 +73,35 @@ func (r *Recorder) Fail(code string) {
 	r.errs[code]++
 	r.mu.Unlock()
 	r.failed.Add(1)
+}
+
+// Add folds a finished run into r: its operations, bytes, errors and
+// latencies, and its measured period, so that one load measured in slices
+// (interleaved with other loads) reads as one run whose elapsed time is
+// the sum of the slices. r's own clock no longer counts once it has
+// merged a run.
+func (r *Recorder) Add(o *Recorder) {
+	o.mu.Lock()
+	finish := o.finish
+	if finish.IsZero() {
+		finish = time.Now()
+	}
+	period := finish.Sub(o.start)
+	errs := maps.Clone(o.errs)
+	hist := hdrhistogram.Import(o.hist.Export())
+	o.mu.Unlock()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hist.Merge(hist)
+	for code, n := range errs {
+		r.errs[code] += n
+	}
+	r.ops.Add(o.ops.Load())
+	r.bytes.Add(o.bytes.Load())
+	r.failed.Add(o.failed.Load())
+	r.merged = true
+	r.periods += period
 }
 
 // Ops is the number of successful operations so far.
@@ -116,6 +149,9 @@ func (r *Recorder) Summary() Summary {
 	}
 	s := Summary{Ops: int(r.ops.Load()), Requests: int(r.hist.TotalCount()), Bytes: r.bytes.Load(),
 		Errors: maps.Clone(r.errs), Elapsed: finish.Sub(r.start)}
+	if r.merged {
+		s.Elapsed = r.periods
+	}
 	if s.Elapsed > 0 {
 		s.PerSec = float64(s.Ops) / s.Elapsed.Seconds()
 		s.MBPerS = float64(s.Bytes) / 1e6 / s.Elapsed.Seconds()
