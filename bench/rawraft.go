@@ -117,16 +117,20 @@ func (rc *RawCluster) leader() *raft.Raft {
 
 // Run applies total entries from concurrency goroutines and reports.
 func (rc *RawCluster) Run(total, concurrency int, entry func(seq int64) []byte) Summary {
-	return rc.run(total, 0, concurrency, entry)
+	return rc.run(total, 0, concurrency, entry, NewRecorder())
 }
 
 // RunFor applies entries from concurrency goroutines for d and reports.
 func (rc *RawCluster) RunFor(d time.Duration, concurrency int, entry func(seq int64) []byte) Summary {
-	return rc.run(0, d, concurrency, entry)
+	return rc.run(0, d, concurrency, entry, NewRecorder())
 }
 
-func (rc *RawCluster) run(total int, d time.Duration, concurrency int, entry func(seq int64) []byte) Summary {
-	rec := NewRecorder()
+// RecordFor is RunFor into a recorder the caller gives (a fresh one).
+func (rc *RawCluster) RecordFor(rec *Recorder, d time.Duration, concurrency int, entry func(seq int64) []byte) Summary {
+	return rc.run(0, d, concurrency, entry, rec)
+}
+
+func (rc *RawCluster) run(total int, d time.Duration, concurrency int, entry func(seq int64) []byte, rec *Recorder) Summary {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	r := rc.leader()

@@ -25,7 +25,8 @@ type Config struct {
 	Bin           string
 	Out, Chart    string
 	Corpus        string
-	Duration      time.Duration // each write run
+	Duration      time.Duration // each write load at each step, in all
+	Rounds        int           // slices Duration is measured in, interleaved with the other loads
 	ReadDuration  time.Duration // each read run
 	Concurrencies []int
 	LargeSize     int
@@ -62,7 +63,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.Out, "out", "docs/benchmarks.md", "report to write")
 	fs.StringVar(&c.Chart, "chart", "docs/benchmarks.png", "chart to write")
 	fs.StringVar(&c.Corpus, "corpus", "../shared/corpus", "real mail (.eml files)")
-	fs.DurationVar(&c.Duration, "duration", 6*time.Second, "length of each write run")
+	fs.DurationVar(&c.Duration, "duration", 12*time.Second, "length of each write load at each step, in all")
+	fs.IntVar(&c.Rounds, "rounds", 3, "slices each write load is measured in, taking turns with the other raftmail loads and the ceiling")
 	fs.DurationVar(&c.ReadDuration, "read-duration", 8*time.Second, "length of each read run")
 	conc := fs.String("concurrency", "1,16,64", "write concurrencies")
 	fs.IntVar(&c.LargeSize, "large", 50<<10, "size of the large synthetic messages (0: skip them)")

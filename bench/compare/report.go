@@ -168,8 +168,8 @@ func (r *Report) header(b *strings.Builder) {
 		fmt.Fprintf(b, "| raftmail MX filters | %s |\n", r.Filters)
 	}
 	fmt.Fprintf(b, "| ceiling | bare 3-node hashicorp/raft in one process, raft-boltdb log (fsync), batching bbolt FSM, entries = raftmail's Deliver commands for the same messages |\n")
-	fmt.Fprintf(b, "| runs | writes %v each, reads %v each; corpus = `%s` (real mail, each delivery with a fresh Message-ID), %s = synthetic |\n\n",
-		r.Cfg.Duration, r.Cfg.ReadDuration, r.Cfg.Corpus, sizeName(r.Cfg.LargeSize))
+	fmt.Fprintf(b, "| runs | writes %v per load at each step, %s; Postfix %v at each step; reads %v each; corpus = `%s` (real mail, every delivery a new message: fresh Message-ID), %s = synthetic |\n\n",
+		r.Cfg.Duration, roundsText(r.Cfg.Rounds), r.Cfg.Duration, r.Cfg.ReadDuration, r.Cfg.Corpus, sizeName(r.Cfg.LargeSize))
 	fmt.Fprintf(b, "**What a `250` guarantees.** raftmail answers 250 to DATA only after the delivery is committed by Raft: "+
 		"written and fsynced on a majority of three disks (here three data dirs on one disk, so a majority of three fsyncs). "+
 		"Postfix answers 250 once the message is in its queue on one local disk; delivery into Dovecot happens afterwards, "+
@@ -329,4 +329,13 @@ func (r *Report) allRuns(b *strings.Builder) {
 			s.Ops, s.PerSec, s.MBPerS, strings.Join(lat, " | "), s.ErrorString(), res.Note)
 	}
 	b.WriteString("\n")
+}
+
+// roundsText says how the raftmail write loads and the ceiling shared
+// each step.
+func roundsText(rounds int) string {
+	if rounds <= 1 {
+		return "one after the other"
+	}
+	return fmt.Sprintf("measured in %d slices each, the ceiling and the three raftmail loads taking turns in a rotating order", rounds)
 }

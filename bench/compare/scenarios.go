@@ -41,8 +41,8 @@ func (c Config) payloads() []string {
 
 // startCeiling starts a bare 3-node raft cluster and builds its entries:
 // the Deliver commands raftmail proposes for the same messages
-// (compressed bodies and all). ceilingRun then measures raft.Apply of them
-// beside each write step, so background load drifts hit both alike.
+// (compressed bodies and all). writeStep then measures raft.Apply of them
+// in turn with raftmail's loads, so background load drifts hit all alike.
 func (r *runner) startCeiling() error {
 	codec, err := raftstore.NewCodec(64 << 20)
 	if err != nil {
@@ -74,14 +74,8 @@ func (r *runner) startCeiling() error {
 	return nil
 }
 
-func (r *runner) ceilingRun(p string, c int) {
-	entries := r.entries[p]
-	s := r.raw.RunFor(r.cfg.Duration, c, func(seq int64) []byte { return entries[seq%int64(len(entries))] })
-	r.add(Result{Scenario: "smtp", Payload: p, Conc: c, System: sysCeiling, Summary: s})
-}
-
-// writes runs SMTP and LMTP delivery loads, interleaving the systems at
-// each step so drifting background load hits all alike.
+// writes runs the SMTP and LMTP delivery loads and the ceiling at each
+// payload and concurrency (writeStep), then the same load on Postfix.
 func (r *runner) writes(ctx context.Context) error {
 	users := bench.Users("user", writeDomain, password, r.cfg.WriteUsers)
 	if err := r.startCeiling(); err != nil {
@@ -90,24 +84,8 @@ func (r *runner) writes(ctx context.Context) error {
 	defer r.raw.Close()
 	for _, p := range r.payloads() {
 		for _, c := range r.cfg.Concurrencies {
-			r.ceilingRun(p, c)
-			for _, sys := range []struct {
-				name    string
-				proto   string
-				targets []string
-			}{
-				{sysLMTP, "lmtp", r.rm.lmtpAddrs()},
-				{sysFE1, "smtp", r.rm.feAddrs[:1]},
-				{sysFE2, "smtp", r.rm.feAddrs},
-			} {
-				cpu0 := cpuSeconds(r.rm.pids())
-				s, err := bench.Run(ctx, bench.Options{Proto: sys.proto, Targets: sys.targets, Concurrency: c,
-					Duration: r.cfg.Duration, Message: r.msgs[p], Users: users})
-				if err != nil {
-					return err
-				}
-				r.add(Result{Scenario: "smtp", Payload: p, Conc: c, System: sys.name, Summary: s,
-					CPUPer1000: per1000(cpuSeconds(r.rm.pids())-cpu0, s.Ops)})
+			if err := r.writeStep(ctx, p, c, users); err != nil {
+				return err
 			}
 			if r.peer != nil {
 				if err := r.postfixRun(ctx, p, c, users); err != nil {
@@ -115,6 +93,63 @@ func (r *runner) writes(ctx context.Context) error {
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// writeStep measures the raw ceiling and raftmail's three write paths at
+// one payload and concurrency. Each gets Duration in all, in Rounds slices
+// taken in turn, and the order rotates every round. Otherwise a snapshot
+// made due by one load's writes, and the drift of the machine's
+// background load, would fall on whichever load happens to run next.
+func (r *runner) writeStep(ctx context.Context, p string, c int, users []bench.Cred) error {
+	entries := r.entries[p]
+	systems := []struct {
+		name    string
+		proto   string // "" for the in-process ceiling
+		targets []string
+	}{
+		{sysCeiling, "", nil},
+		{sysLMTP, "lmtp", r.rm.lmtpAddrs()},
+		{sysFE1, "smtp", r.rm.feAddrs[:1]},
+		{sysFE2, "smtp", r.rm.feAddrs},
+	}
+	rounds := max(r.cfg.Rounds, 1)
+	slice := r.cfg.Duration / time.Duration(rounds)
+	total := make([]*bench.Recorder, len(systems))
+	cpu := make([]float64, len(systems))
+	for i := range total {
+		total[i] = bench.NewRecorder()
+	}
+	for round := range rounds {
+		if rounds > 1 {
+			r.logf("%s c=%d: round %d of %d", p, c, round+1, rounds)
+		}
+		for k := range systems {
+			i := (k + round) % len(systems)
+			sys := systems[i]
+			rec := bench.NewRecorder()
+			if sys.proto == "" {
+				r.raw.RecordFor(rec, slice, c, func(seq int64) []byte { return entries[seq%int64(len(entries))] })
+				total[i].Add(rec)
+				continue
+			}
+			cpu0 := cpuSeconds(r.rm.pids())
+			if _, err := bench.Run(ctx, bench.Options{Proto: sys.proto, Targets: sys.targets, Concurrency: c,
+				Duration: slice, Message: r.msgs[p], Users: users, Rec: rec}); err != nil {
+				return err
+			}
+			cpu[i] += cpuSeconds(r.rm.pids()) - cpu0
+			total[i].Add(rec)
+		}
+	}
+	for i, sys := range systems {
+		s := total[i].Summary()
+		res := Result{Scenario: "smtp", Payload: p, Conc: c, System: sys.name, Summary: s}
+		if sys.proto != "" {
+			res.CPUPer1000 = per1000(cpu[i], s.Ops)
+		}
+		r.add(res)
 	}
 	return nil
 }
