@@ -22,6 +22,7 @@ var chartSeries = []struct {
 	col color.RGBA
 }{
 	{sysFE1, color.RGBA{0x1f, 0x77, 0xb4, 0xff}},
+	{sysFE1Lean, color.RGBA{0x94, 0x67, 0xbd, 0xff}},
 	{sysFE2, color.RGBA{0x17, 0xbe, 0xcf, 0xff}},
 	{sysLMTP, color.RGBA{0x2c, 0xa0, 0x2c, 0xff}},
 	{sysPostfix, color.RGBA{0xff, 0x7f, 0x0e, 0xff}},
@@ -32,7 +33,7 @@ var chartSeries = []struct {
 const (
 	panelW, panelH = 520, 380
 	margin         = 60
-	legendH        = 70
+	legendH        = 94 // three rows of three
 )
 
 // WriteChart draws throughput vs concurrency, one panel per kind of mail,

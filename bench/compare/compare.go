@@ -94,6 +94,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	if c.LargeSize < 0 {
 		return c, fmt.Errorf("--large: %d is negative (0 skips the large messages)", c.LargeSize)
 	}
+	if c.Rounds < 1 || c.Duration < time.Duration(c.Rounds)*time.Second {
+		return c, fmt.Errorf("--rounds: %d slices of --duration %v (want at least 1, and slices of at least a second)", c.Rounds, c.Duration)
+	}
 	for _, f := range strings.Split(*conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
@@ -221,7 +224,7 @@ func (r *runner) logf(format string, args ...any) {
 func (r *runner) start(ctx context.Context) error {
 	users := r.allUsers()
 	domains := []string{writeDomain, readDomain, selectDomain}
-	r.logf("starting raftmail: 3 nodes + 2 MX frontends (%s)", r.cfg.Bin)
+	r.logf("starting raftmail: 3 nodes + 3 MX frontends (%s)", r.cfg.Bin)
 	var err error
 	if r.rm, err = startRaftmail(ctx, r.cfg.Bin, filepath.Join(r.dir, "raftmail"), r.cfg.IdleConns, r.pprofArgs); err != nil {
 		return fmt.Errorf("raftmail: %w", err)

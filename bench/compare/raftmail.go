@@ -84,16 +84,31 @@ type raftmailNode struct {
 	api, lmtp, imap, pop3 string
 }
 
-// raftmailSystem is the 3-node cluster plus two MX frontends, all real
-// processes of the built binary.
+// raftmailSystem is the 3-node cluster plus three MX frontends, all real
+// processes of the built binary: two with the default filters (feAddrs)
+// and one with only the checks of the SMTP frontend issue (leanAddr).
 type raftmailSystem struct {
 	nodes     []*raftmailNode
 	frontends []*process
 	feAddrs   []string
+	leanAddr  string
 	client    *cluster.Client
 }
 
-// startRaftmail starts three nodes (fsync on: the default) and two MX
+// leanFilters is the filters file of the lean frontend: no content
+// checks. The frontend still adds its size, rate-limit and deny-list
+// checks from flags to every profile, and validates recipients and
+// refuses relaying itself: the pipeline of issue 3, before the content
+// filters of issue 6 joined the default mx profile.
+const leanFilters = `# raftmail bench: the frontend's own checks only
+[profiles.mx]
+checks = []
+
+[profiles.submission]
+checks = []
+`
+
+// startRaftmail starts three nodes (fsync on: the default) and three MX
 // frontends under dir.
 func startRaftmail(ctx context.Context, bin, dir string, idleConns int, pprof func(name, listenFlag string) []string) (*raftmailSystem, error) {
 	s := &raftmailSystem{client: cluster.NewClient("")}
@@ -138,7 +153,11 @@ func startRaftmail(ctx context.Context, bin, dir string, idleConns int, pprof fu
 	if err := s.waitMembers(ctx, 3); err != nil {
 		return s, err
 	}
-	for i := 1; i <= 2; i++ {
+	lean := filepath.Join(dir, "lean-filters.toml")
+	if err := os.WriteFile(lean, []byte(leanFilters), 0o600); err != nil {
+		return s, err
+	}
+	for i := 1; i <= 3; i++ {
 		addr, err := freePort()
 		if err != nil {
 			return s, err
@@ -146,15 +165,22 @@ func startRaftmail(ctx context.Context, bin, dir string, idleConns int, pprof fu
 		args := []string{"frontend",
 			"--profile", "mx", "--listen", addr, "--nodes", apis[0] + "," + apis[1] + "," + apis[2], "--dev",
 			"--hostname", fmt.Sprintf("mx%d.bench", i), "--log-level", "warn", "--max-connections-per-ip", "1000"}
+		if i == 3 {
+			args = append(args, "--filters", lean)
+		}
 		args = append(args, pprof(fmt.Sprintf("mx%d", i), "--http")...)
 		p, err := startProcess(fmt.Sprintf("mx%d", i), filepath.Join(dir, fmt.Sprintf("mx%d.log", i)), bin, args...)
 		if err != nil {
 			return s, err
 		}
 		s.frontends = append(s.frontends, p)
+		if i == 3 {
+			s.leanAddr = addr
+			continue
+		}
 		s.feAddrs = append(s.feAddrs, addr)
 	}
-	for _, a := range s.feAddrs {
+	for _, a := range append([]string{s.leanAddr}, s.feAddrs...) {
 		if err := waitListen(ctx, a); err != nil {
 			return s, fmt.Errorf("frontend %s: %w", a, err)
 		}

@@ -207,9 +207,16 @@ func (r *Report) targets(b *strings.Builder) {
 	row(fmt.Sprintf("SMTP c=%d ≥ 50%% of the raw raft ceiling", hi), x, 0.5, x >= 0.5, ratio(fe, r.rate("smtp", "corpus", hi, sysCeiling)))
 	x = g(lm, r.rate("smtp", "corpus", hi, sysCeiling))
 	row(fmt.Sprintf("LMTP c=%d ≥ 60%% of the raw raft ceiling", hi), x, 0.6, x >= 0.6, ratio(lm, r.rate("smtp", "corpus", hi, sysCeiling)))
+	// The SMTP frontend issue set these two for its own checks (relay,
+	// recipients, size, rate limits, deny lists); the content filters of
+	// the default mx profile came later, with their own issue.
+	lean := r.rate("smtp", "corpus", hi, sysFE1Lean)
+	x = g(lean, lm)
+	row("one frontend adds ≤ 15% over direct LMTP (SMTP ÷ LMTP ≥ 0.85), no content filters", x, 0.85, x >= 0.85, ratio(lean, lm))
+	row(fmt.Sprintf("one MX frontend ≥ 2,000 msgs/s of real mail at c=%d, no content filters", hi), lean, 2000, lean >= 2000, fmt.Sprintf("%.0f/s", lean))
 	x = g(fe, lm)
-	row("one frontend adds ≤ 15% over direct LMTP (SMTP ÷ LMTP ≥ 0.85)", x, 0.85, x >= 0.85, ratio(fe, lm))
-	row(fmt.Sprintf("one MX frontend ≥ 2,000 msgs/s of real mail at c=%d", hi), fe, 2000, fe >= 2000, fmt.Sprintf("%.0f/s", fe))
+	row("the same with the default content filters (rules, Bayes): SMTP ÷ LMTP ≥ 0.85", x, 0.85, x >= 0.85, ratio(fe, lm))
+	row(fmt.Sprintf("the same with the default content filters: ≥ 2,000 msgs/s at c=%d", hi), fe, 2000, fe >= 2000, fmt.Sprintf("%.0f/s", fe))
 	for _, proto := range []string{"imap", "pop3"} {
 		f := r.rate(proto, "corpus", 0, sysFollower)
 		x = g(f, r.rate(proto, "corpus", 0, sysDovecot))
@@ -227,7 +234,7 @@ func (r *Report) smtpTables(b *strings.Builder) {
 	for _, p := range r.Cfg.payloads() {
 		fmt.Fprintf(b, "## SMTP accept + commit, %s mail\n\n", p)
 		b.WriteString("Messages/s (latency per message: MAIL to the final reply). Ratios are raftmail through one frontend ÷ the column named.\n\n")
-		systems := []string{sysFE1, sysFE2, sysLMTP, sysPostfix, sysDelivered, sysCeiling}
+		systems := []string{sysFE1, sysFE1Lean, sysFE2, sysLMTP, sysPostfix, sysDelivered, sysCeiling}
 		fmt.Fprintf(b, "| c | %s | ÷ Postfix accept | ÷ delivered | ÷ ceiling | ÷ LMTP |\n", strings.Join(systems, " | "))
 		fmt.Fprintf(b, "|---%s|---|---|---|---|\n", strings.Repeat("|---", len(systems)))
 		for _, c := range r.Cfg.Concurrencies {
@@ -337,5 +344,5 @@ func roundsText(rounds int) string {
 	if rounds <= 1 {
 		return "one after the other"
 	}
-	return fmt.Sprintf("measured in %d slices each, the ceiling and the three raftmail loads taking turns in a rotating order", rounds)
+	return fmt.Sprintf("measured in %d slices each, the ceiling and the raftmail loads taking turns in a rotating order", rounds)
 }

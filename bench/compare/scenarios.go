@@ -18,6 +18,7 @@ import (
 // Systems, as the report names them.
 const (
 	sysFE1       = "raftmail SMTP, 1 frontend"
+	sysFE1Lean   = "raftmail SMTP, 1 frontend, no content filters"
 	sysFE2       = "raftmail SMTP, 2 frontends"
 	sysLMTP      = "raftmail LMTP to the nodes"
 	sysPostfix   = "Postfix accept"
@@ -97,7 +98,7 @@ func (r *runner) writes(ctx context.Context) error {
 	return nil
 }
 
-// writeStep measures the raw ceiling and raftmail's three write paths at
+// writeStep measures the raw ceiling and raftmail's four write loads at
 // one payload and concurrency. Each gets Duration in all, in Rounds slices
 // taken in turn, and the order rotates every round. Otherwise a snapshot
 // made due by one load's writes, and the drift of the machine's
@@ -112,6 +113,7 @@ func (r *runner) writeStep(ctx context.Context, p string, c int, users []bench.C
 		{sysCeiling, "", nil},
 		{sysLMTP, "lmtp", r.rm.lmtpAddrs()},
 		{sysFE1, "smtp", r.rm.feAddrs[:1]},
+		{sysFE1Lean, "smtp", []string{r.rm.leanAddr}},
 		{sysFE2, "smtp", r.rm.feAddrs},
 	}
 	rounds := max(r.cfg.Rounds, 1)
