@@ -234,7 +234,8 @@ func (r *runner) start(ctx context.Context) error {
 		return err
 	}
 	r.logf("raftmail: %d accounts created in %v", len(users), time.Since(start).Round(time.Millisecond))
-	r.report.Filters = r.rm.trainBayes(ctx, r.cfg.Bin, r.cfg.Corpus, r.logf)
+	r.report.Filters = r.rm.trainBayes(ctx, r.cfg.Bin, r.cfg.Corpus, r.logf) +
+		". The \"no content filters\" frontend has an empty mx profile: only the frontend's own relay, recipient, size, rate-limit and deny-list checks"
 	switch miss := peerMissing(); {
 	case r.cfg.NoPeer:
 		r.report.PeerNote = "skipped (--no-peer)"

@@ -287,8 +287,7 @@ func (s *raftmailSystem) addUsers(ctx context.Context, domains []string, users [
 // of the report; a corpus without those folders leaves the model
 // untrained, and the line says so.
 func (s *raftmailSystem) trainBayes(ctx context.Context, bin, corpus string, logf func(string, ...any)) string {
-	const checks = "the default mx profile: rules, Bayes (counts from the nodes, cached), clamd if it answers (none here); DNS checks off. " +
-		"The \"no content filters\" frontend has an empty mx profile: only the frontend's own relay, recipient, size, rate-limit and deny-list checks"
+	const checks = "the default mx profile: rules, Bayes (counts from the nodes, cached), clamd if it answers (none here); DNS checks off"
 	spam, ham := filepath.Join(corpus, "spam"), filepath.Join(corpus, "ham")
 	for _, d := range []string{spam, ham} {
 		if st, err := os.Stat(d); err != nil || !st.IsDir() {
