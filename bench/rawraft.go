@@ -120,12 +120,8 @@ func (rc *RawCluster) Run(total, concurrency int, entry func(seq int64) []byte) 
 	return rc.run(total, 0, concurrency, entry, NewRecorder())
 }
 
-// RunFor applies entries from concurrency goroutines for d and reports.
-func (rc *RawCluster) RunFor(d time.Duration, concurrency int, entry func(seq int64) []byte) Summary {
-	return rc.run(0, d, concurrency, entry, NewRecorder())
-}
-
-// RecordFor is RunFor into a recorder the caller gives (a fresh one).
+// RecordFor applies entries from concurrency goroutines for d, records
+// them in rec (a fresh recorder) and reports.
 func (rc *RawCluster) RecordFor(rec *Recorder, d time.Duration, concurrency int, entry func(seq int64) []byte) Summary {
 	return rc.run(0, d, concurrency, entry, rec)
 }
