@@ -51,9 +51,11 @@ const (
 	// node that does not know the batch endpoints (an older version during
 	// a rolling upgrade) before it tries again.
 	batchRetryAfter = time.Minute
-	// maxBatchWait bounds a batch whose callers set no deadline.
-	maxBatchWait = 5 * time.Minute
 )
+
+// maxBatchWait bounds a batch whose callers set no deadline (a variable
+// for the test that proves the bound).
+var maxBatchWait = 5 * time.Minute
 
 // batchItem is one command's answer in a batch: Result, or Error with its
 // HTTP status, exactly as the single endpoint would have answered it.
@@ -245,8 +247,11 @@ func (b *batcher) send(calls []*batchCall) {
 	if noDeadline {
 		// A caller without a deadline must not hold a slot for ever on a
 		// node that never answers: the nodes bound a commit at their
-		// --commit-timeout anyway.
-		latest = time.Now().Add(maxBatchWait)
+		// --commit-timeout anyway. A caller in the same batch with a
+		// later deadline keeps it.
+		if bound := time.Now().Add(maxBatchWait); bound.After(latest) {
+			latest = bound
+		}
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), latest)
 	defer cancel()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -252,6 +253,51 @@ func TestCancelledCallerReturnsAtOnce(t *testing.T) {
 	_, _, err := client.CommitVia(ctx, hung.URL, noop(t, "k-hung"))
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
 		t.Fatalf("commit at a hung node: %v after %v", err, time.Since(start))
+	}
+}
+
+// TestBatchWithoutDeadlineIsBounded: a caller that sets no deadline, at a
+// node that never answers, gets an error once the batch bound passes
+// instead of holding the batch slot (and its own goroutine) for ever.
+func TestBatchWithoutDeadlineIsBounded(t *testing.T) {
+	defer cluster.SetMaxBatchWait(300 * time.Millisecond)()
+	release := make(chan struct{})
+	var batches sync.WaitGroup
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "-batch") {
+			batches.Add(1)
+			defer batches.Done()
+		}
+		_, _ = io.Copy(io.Discard, r.Body) // so that the server sees the client hang up
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	client := cluster.NewClient("")
+	defer client.Close()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, _, err := client.CommitVia(context.Background(), hung.URL, noop(t, "k-no-deadline"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("commit without a deadline at a hung node: %v after %v", err, time.Since(start))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a commit without a deadline at a hung node is still waiting after 10 s (bound 300 ms)")
+	}
+	ended := make(chan struct{})
+	go func() { batches.Wait(); close(ended) }()
+	select {
+	case <-ended: // the client hung up the batch request too
+	case <-time.After(10 * time.Second):
+		t.Fatal("the batch request is still open at the node")
 	}
 }
 
