@@ -241,3 +241,32 @@ func TestDedupeWithinBatch(t *testing.T) {
 		t.Fatalf("%d messages", m.Messages)
 	}
 }
+
+// TestPruneIsBounded: expired keys are forgotten at most pruneBatch per
+// command (invariant 8: one apply does bounded work), oldest first, until
+// none is left.
+func TestPruneIsBounded(t *testing.T) {
+	s := newScript(t)
+	const keys = pruneBatch + 36
+	for i := range keys {
+		s.ok(fmt.Sprintf("key-%03d", i), &command.Noop{})
+	}
+	if n := bucketLen(t, s.ref, bDedupe); n != keys {
+		t.Fatalf("%d keys remembered, want %d", n, keys)
+	}
+	s.advance(25 * time.Hour)
+	s.ok("", &command.Noop{})
+	if n := bucketLen(t, s.ref, bDedupe); n != keys-pruneBatch {
+		t.Fatalf("%d keys left after one command, want %d", n, keys-pruneBatch)
+	}
+	if n := bucketLen(t, s.ref, bDedupeAge); n != keys-pruneBatch {
+		t.Fatalf("%d age entries left after one command, want %d", n, keys-pruneBatch)
+	}
+	if dup := s.do(fmt.Sprintf("key-%03d", keys-1), &command.Noop{}); !dup.Duplicate {
+		t.Fatal("the newest key was forgotten before the older ones")
+	}
+	s.ok("", &command.Noop{})
+	if n := bucketLen(t, s.ref, bDedupe); n != 0 {
+		t.Fatalf("%d keys left after the second command", n)
+	}
+}
