@@ -113,7 +113,7 @@ func runAdmin(args []string, out io.Writer) error {
 	}
 	defer cmd.close()
 	rest := cmd.args
-	ad := &admin{c: cmd.c, api: cmd.api, ctx: cmd.ctx, out: out}
+	ad := &admin{apiCommand: cmd, out: out}
 	switch rest[0] {
 	case "backup":
 		return ad.backup(rest[1:])
@@ -137,9 +137,7 @@ func runAdmin(args []string, out io.Writer) error {
 }
 
 type admin struct {
-	c   *cluster.Client
-	api string
-	ctx context.Context
+	*apiCommand
 	out io.Writer
 }
 
