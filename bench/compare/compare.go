@@ -234,8 +234,7 @@ func (r *runner) start(ctx context.Context) error {
 		return err
 	}
 	r.logf("raftmail: %d accounts created in %v", len(users), time.Since(start).Round(time.Millisecond))
-	r.report.Filters = r.rm.trainBayes(ctx, r.cfg.Bin, r.cfg.Corpus, r.logf) +
-		". The \"no content filters\" frontend has an empty mx profile: only the frontend's own relay, recipient, size, rate-limit and deny-list checks"
+	r.report.Filters = r.rm.trainBayes(ctx, r.cfg.Bin, r.cfg.Corpus, r.logf) + ". " + leanNote
 	switch miss := peerMissing(); {
 	case r.cfg.NoPeer:
 		r.report.PeerNote = "skipped (--no-peer)"

@@ -108,6 +108,9 @@ checks = []
 checks = []
 `
 
+// leanNote says in the report what the lean frontend checks.
+const leanNote = `The "no content filters" frontend has an empty mx profile: only the frontend's own relay, recipient, size, rate-limit and deny-list checks`
+
 // startRaftmail starts three nodes (fsync on: the default) and three MX
 // frontends under dir.
 func startRaftmail(ctx context.Context, bin, dir string, idleConns int, pprof func(name, listenFlag string) []string) (*raftmailSystem, error) {

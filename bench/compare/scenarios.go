@@ -131,17 +131,16 @@ func (r *runner) writeStep(ctx context.Context, p string, c int, users []bench.C
 			i := (k + round) % len(systems)
 			sys := systems[i]
 			rec := bench.NewRecorder()
-			if sys.proto == "" {
+			if sys.proto == "" { // in this process: no raftmail CPU to count
 				r.raw.RecordFor(rec, slice, c, func(seq int64) []byte { return entries[seq%int64(len(entries))] })
-				total[i].Add(rec)
-				continue
+			} else {
+				cpu0 := cpuSeconds(r.rm.pids())
+				if _, err := bench.Run(ctx, bench.Options{Proto: sys.proto, Targets: sys.targets, Concurrency: c,
+					Duration: slice, Message: r.msgs[p], Users: users, Rec: rec}); err != nil {
+					return err
+				}
+				cpu[i] += cpuSeconds(r.rm.pids()) - cpu0
 			}
-			cpu0 := cpuSeconds(r.rm.pids())
-			if _, err := bench.Run(ctx, bench.Options{Proto: sys.proto, Targets: sys.targets, Concurrency: c,
-				Duration: slice, Message: r.msgs[p], Users: users, Rec: rec}); err != nil {
-				return err
-			}
-			cpu[i] += cpuSeconds(r.rm.pids()) - cpu0
 			total[i].Add(rec)
 		}
 	}
