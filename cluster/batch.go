@@ -229,31 +229,34 @@ func (b *batcher) run() {
 	}
 }
 
+// batchDeadline is when a batch request made at now gives up: at its
+// latest caller's deadline. A caller without a deadline must not hold a
+// slot for ever on a node that never answers (the nodes bound a commit at
+// their --commit-timeout anyway), so it counts as now+maxBatchWait; a
+// caller in the same batch with a later deadline keeps it.
+func batchDeadline(calls []*batchCall, now time.Time) time.Time {
+	var latest time.Time
+	for _, c := range calls {
+		d := c.deadline
+		if d.IsZero() {
+			d = now.Add(maxBatchWait)
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return latest
+}
+
 // send makes one batch request and hands each caller its answer. The
 // request lives until the latest caller's deadline (maxBatchWait when one
 // has none): callers that give up earlier have already returned.
 func (b *batcher) send(calls []*batchCall) {
 	cmds := make([][]byte, len(calls))
-	var latest time.Time
-	noDeadline := false
 	for i, c := range calls {
 		cmds[i] = c.data
-		if c.deadline.IsZero() {
-			noDeadline = true
-		} else if c.deadline.After(latest) {
-			latest = c.deadline
-		}
 	}
-	if noDeadline {
-		// A caller without a deadline must not hold a slot for ever on a
-		// node that never answers: the nodes bound a commit at their
-		// --commit-timeout anyway. A caller in the same batch with a
-		// later deadline keeps it.
-		if bound := time.Now().Add(maxBatchWait); bound.After(latest) {
-			latest = bound
-		}
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), latest)
+	ctx, cancel := context.WithDeadline(context.Background(), batchDeadline(calls, time.Now()))
 	defer cancel()
 	var ans batchAnswer
 	_, err := b.c.do(ctx, http.MethodPost, b.base, b.path, encodeBatch(cmds), &ans)
