@@ -160,29 +160,35 @@ func startRaftmail(ctx context.Context, bin, dir string, idleConns int, pprof fu
 	if err := os.WriteFile(lean, []byte(leanFilters), 0o600); err != nil {
 		return s, err
 	}
-	for i := 1; i <= 3; i++ {
+	startFE := func(i int, extra ...string) (string, error) {
 		addr, err := freePort()
 		if err != nil {
-			return s, err
+			return "", err
 		}
-		args := []string{"frontend",
+		name := fmt.Sprintf("mx%d", i)
+		args := append([]string{"frontend",
 			"--profile", "mx", "--listen", addr, "--nodes", apis[0] + "," + apis[1] + "," + apis[2], "--dev",
-			"--hostname", fmt.Sprintf("mx%d.bench", i), "--log-level", "warn", "--max-connections-per-ip", "1000"}
-		if i == 3 {
-			args = append(args, "--filters", lean)
-		}
-		args = append(args, pprof(fmt.Sprintf("mx%d", i), "--http")...)
-		p, err := startProcess(fmt.Sprintf("mx%d", i), filepath.Join(dir, fmt.Sprintf("mx%d.log", i)), bin, args...)
+			"--hostname", name + ".bench", "--log-level", "warn", "--max-connections-per-ip", "1000"}, extra...)
+		args = append(args, pprof(name, "--http")...)
+		p, err := startProcess(name, filepath.Join(dir, name+".log"), bin, args...)
 		if err != nil {
-			return s, err
+			return "", err
 		}
 		s.frontends = append(s.frontends, p)
-		if i == 3 {
-			s.leanAddr = addr
-			continue
+		return addr, nil
+	}
+	for i := 1; i <= 2; i++ {
+		addr, err := startFE(i)
+		if err != nil {
+			return s, err
 		}
 		s.feAddrs = append(s.feAddrs, addr)
 	}
+	leanAddr, err := startFE(3, "--filters", lean)
+	if err != nil {
+		return s, err
+	}
+	s.leanAddr = leanAddr
 	for _, a := range append([]string{s.leanAddr}, s.feAddrs...) {
 		if err := waitListen(ctx, a); err != nil {
 			return s, fmt.Errorf("frontend %s: %w", a, err)
